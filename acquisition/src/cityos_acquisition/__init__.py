@@ -1,0 +1,3 @@
+"""The cityos acquisition layer."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The cityos interoperability layer."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The cityos knowledge layer."""
+
+from __future__ import annotations

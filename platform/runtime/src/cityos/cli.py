@@ -1,0 +1,169 @@
+"""The ``cityos`` command line."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+import cityos
+from cityos.layers import LAYER_NAMES, load_layers
+from cityos_kernel.errors import CityosError
+from cityos_kernel.logging import configure_logging
+from cityos_kernel.settings import PlatformSettings
+
+logger = logging.getLogger("cityos")
+
+app = typer.Typer(
+    name="cityos",
+    help="cityos, the city data platform: run it, serve one layer, manage its database.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema: apply and inspect migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def default_state_dir() -> Path:
+    """Where the all-in-one keeps its embedded database and broker.
+
+    PostgreSQL refuses to run as root, so as root the embedded cluster runs as the
+    ``postgres`` user, who cannot reach ``/root``: root's default lives in /var/lib.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/cityos")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cityos"
+
+
+def load_settings() -> PlatformSettings:
+    try:
+        settings = PlatformSettings()
+    except ValidationError as exc:
+        typer.echo(f"cityos: invalid configuration:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    configure_logging(env=settings.env, level=settings.log_level)
+    return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cityos {cityos.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """cityos, the city data platform."""
+
+
+HostOption = Annotated[str, typer.Option(help="Address the HTTP server listens on.")]
+PortOption = Annotated[int, typer.Option(help="Port the HTTP server listens on.")]
+
+
+@app.command()
+def up(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8080,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where embedded PostgreSQL/Mosquitto keep their data."),
+    ] = None,
+    migrate: Annotated[bool, typer.Option(help="Apply database migrations at start.")] = True,
+    mqtt_port: Annotated[
+        int, typer.Option(help="Port of the embedded Mosquitto (a free one if taken).")
+    ] = 1883,
+) -> None:
+    """Run the whole platform in one process (all-in-one, embedded defaults)."""
+    from cityos.allinone import run_all_in_one
+
+    settings = load_settings()
+    try:
+        run_all_in_one(
+            settings,
+            host=host,
+            port=port,
+            state_dir=state_dir or default_state_dir(),
+            migrate=migrate,
+            mqtt_port=mqtt_port,
+        )
+    except CityosError as exc:
+        logger.error("%s", exc)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def serve(
+    layer: Annotated[str, typer.Argument(help=f"One of: {', '.join(LAYER_NAMES)}.")],
+    host: HostOption = "0.0.0.0",
+    port: PortOption = 8080,
+) -> None:
+    """Run one layer in this process, talking to the others through Kafka."""
+    from cityos.bootstrap import build_platform
+    from cityos.server import serve_http
+
+    settings = load_settings()
+    if layer not in LAYER_NAMES:
+        typer.echo(
+            f"cityos: unknown layer {layer!r}; choose from {', '.join(LAYER_NAMES)}", err=True
+        )
+        raise typer.Exit(2)
+    if settings.bus == "memory":
+        logger.warning(
+            "CITYOS_BUS=memory: this process cannot exchange messages with other layers; "
+            "set CITYOS_BUS=kafka for a distributed deployment"
+        )
+    try:
+        platform = build_platform(settings, load_layers((layer,)))
+        serve_http(platform, host=host, port=port)
+    except CityosError as exc:
+        logger.error("%s", exc)
+        raise typer.Exit(1) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision (default: every head).")] = "heads",
+) -> None:
+    """Apply the migrations of the platform and of every layer."""
+    from cityos.migrate import upgrade
+
+    settings = load_settings()
+    url = settings.database_dsn()
+    if not url:
+        typer.echo("cityos: set CITYOS_DATABASE_URL to the database to upgrade", err=True)
+        raise typer.Exit(2)
+    for line in upgrade(url, load_layers(), revision):
+        typer.echo(line)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the applied revision of every migration history."""
+    from cityos.migrate import current_revision, histories
+
+    settings = load_settings()
+    url = settings.database_dsn()
+    if not url:
+        typer.echo("cityos: set CITYOS_DATABASE_URL to the database to inspect", err=True)
+        raise typer.Exit(2)
+    for spec in histories(load_layers()):
+        typer.echo(f"{spec.name}: {current_revision(spec, url) or 'empty'}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    with contextlib.suppress(BrokenPipeError):
+        app()
+    sys.exit(0)

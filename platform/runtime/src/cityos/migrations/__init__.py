@@ -1,0 +1,1 @@
+"""Migration histories owned by the runtime itself (the ``platform`` history)."""

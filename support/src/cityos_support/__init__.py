@@ -1,0 +1,3 @@
+"""The support layer: security, audit, monitoring and the configuration repository."""
+
+from __future__ import annotations

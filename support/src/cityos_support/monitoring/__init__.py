@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics shared by every HTTP app."""

@@ -1,0 +1,25 @@
+"""The security seam every HTTP route goes through (see :mod:`.dependencies`)."""
+
+from __future__ import annotations
+
+from cityos_support.security.dependencies import (
+    PUBLIC,
+    Authorizer,
+    DenyAllAuthorizer,
+    DevelopmentAuthorizer,
+    Principal,
+    public,
+    require,
+    required_permission,
+)
+
+__all__ = [
+    "PUBLIC",
+    "Authorizer",
+    "DenyAllAuthorizer",
+    "DevelopmentAuthorizer",
+    "Principal",
+    "public",
+    "require",
+    "required_permission",
+]

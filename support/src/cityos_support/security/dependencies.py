@@ -1,0 +1,101 @@
+"""Route-level permissions: every route declares what it needs with one dependency.
+
+``Depends(require("entities:write"))`` asks the application's :class:`Authorizer` (put on
+``app.state.authorizer`` by the runtime) whether the request may proceed. Routes that are
+deliberately open (liveness, readiness, metrics, public open data) say so with
+``Depends(public())``. A route with neither is a defect, and an architecture test walks
+the assembled application to find one.
+
+The authorizer is chosen from ``CITYOS_AUTH``: ``off`` allows everything (development
+only), anything else refuses everything until real token validation is configured.
+A missing authorizer refuses too: the seam fails closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fastapi import HTTPException, Request, status
+
+#: The permission name of deliberately public routes.
+PUBLIC = "public"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user, a machine client, or the development stand-in."""
+
+    subject: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+    tenants: frozenset[str] | None = None  # None: every tenant
+    client: str | None = None
+
+
+ANONYMOUS = Principal(subject="anonymous")
+DEVELOPER = Principal(subject="development", roles=frozenset({"platform-admin"}))
+
+
+class Authorizer(Protocol):
+    """Decides whether a request may use a permission; raises HTTPException otherwise."""
+
+    async def authorize(self, request: Request, permission: str) -> Principal: ...
+
+
+class DevelopmentAuthorizer:
+    """``CITYOS_AUTH=off``: everything is allowed, as the development principal."""
+
+    async def authorize(self, request: Request, permission: str) -> Principal:
+        return DEVELOPER
+
+
+class DenyAllAuthorizer:
+    """Refuses every protected route (401): what an unconfigured secure mode must do."""
+
+    def __init__(self, reason: str = "authentication is required") -> None:
+        self._reason = reason
+
+    async def authorize(self, request: Request, permission: str) -> Principal:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=f"{self._reason} (permission {permission})",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+PermissionDependency = Callable[[Request], Awaitable[Principal]]
+
+
+def require(permission: str) -> PermissionDependency:
+    """A FastAPI dependency that lets the request through only with ``permission``."""
+    if not permission or permission == PUBLIC:
+        raise ValueError("require() needs a real permission name; use public() for open routes")
+
+    async def check_permission(request: Request) -> Principal:
+        authorizer: Authorizer | None = getattr(request.app.state, "authorizer", None)
+        if authorizer is None:
+            raise HTTPException(
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail="no authorizer is configured; refusing",
+            )
+        return await authorizer.authorize(request, permission)
+
+    check_permission.cityos_permission = permission  # type: ignore[attr-defined]
+    return check_permission
+
+
+def public() -> PermissionDependency:
+    """A FastAPI dependency marking a route as deliberately open to anyone."""
+
+    async def allow_public(request: Request) -> Principal:
+        return ANONYMOUS
+
+    allow_public.cityos_permission = PUBLIC  # type: ignore[attr-defined]
+    return allow_public
+
+
+def required_permission(dependency: object) -> str | None:
+    """The permission a dependency declares, if it is one of ours."""
+    permission = getattr(dependency, "cityos_permission", None)
+    return permission if isinstance(permission, str) else None
