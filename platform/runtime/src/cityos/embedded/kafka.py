@@ -10,10 +10,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from cityos.embedded.ports import LOOPBACK, free_port, port_is_free, wait_for_port
-from cityos.embedded.process import ChildProcess, EmbeddedServiceError, log_tail
+from cityos.embedded.process import (
+    ChildProcess,
+    ContextManagedService,
+    EmbeddedServiceError,
+    log_tail,
+)
 
 _PORT_FILE = "tansu.port"
 
@@ -33,7 +37,7 @@ def find_tansu() -> Path:
         raise EmbeddedServiceError(f"no usable Tansu binary: {exc}") from exc
 
 
-class EmbeddedKafka:
+class EmbeddedKafka(ContextManagedService):
     """One Tansu broker with in-memory storage.
 
     ``state_dir`` holds its log, pid file and last port; without it a temporary directory is
@@ -130,18 +134,6 @@ class EmbeddedKafka:
             self._state_dir = None
             self._process = None
             self._owns_state_dir = False
-
-    def __enter__(self) -> EmbeddedKafka:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _child(self) -> ChildProcess:
         """The handle of our process, or one that can find a detached broker by pid file."""

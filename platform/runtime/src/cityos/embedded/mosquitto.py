@@ -6,11 +6,11 @@ import os
 import re
 import shutil
 from pathlib import Path
-from types import TracebackType
 
 from cityos.embedded.ports import LOOPBACK, free_port, port_is_free, wait_for_port
 from cityos.embedded.process import (
     ChildProcess,
+    ContextManagedService,
     EmbeddedServiceError,
     log_tail,
     require_executable,
@@ -27,7 +27,7 @@ def find_mosquitto() -> Path:
     return require_executable(candidates, what="Mosquitto broker", packages="mosquitto")
 
 
-class EmbeddedMosquitto:
+class EmbeddedMosquitto(ContextManagedService):
     """One Mosquitto broker whose files all live in ``state_dir``.
 
     Without an explicit ``port`` it reuses the port of the previous run in this directory
@@ -99,18 +99,6 @@ class EmbeddedMosquitto:
         if child is not None:
             child.stop()
         self._port = None
-
-    def __enter__(self) -> EmbeddedMosquitto:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _child(self) -> ChildProcess:
         if self._process is None:

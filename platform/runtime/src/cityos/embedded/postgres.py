@@ -14,7 +14,6 @@ import pwd
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 import psycopg2
 import psycopg2.errors
@@ -22,7 +21,12 @@ from psycopg2 import sql
 from psycopg2.extensions import connection
 
 from cityos.embedded.ports import LOOPBACK, free_port, port_is_free
-from cityos.embedded.process import EmbeddedServiceError, log_tail, require_executable
+from cityos.embedded.process import (
+    ContextManagedService,
+    EmbeddedServiceError,
+    log_tail,
+    require_executable,
+)
 
 SERVER_USER = "postgres"
 PREFERRED_MAJOR = 15
@@ -47,7 +51,7 @@ def find_bin_dir() -> Path:
     return require_executable(candidates, what="PostgreSQL server", packages=packages).parent
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ContextManagedService):
     """One PostgreSQL cluster in ``data_dir``; runs as the ``postgres`` user when we are root.
 
     ``durable=False`` turns off fsync and synchronous commit: only for throwaway test data.
@@ -164,18 +168,6 @@ class EmbeddedPostgres:
                 f"PostgreSQL in {self.data_dir} did not stop: {result.stdout.strip()}\n"
                 f"--- {self.log_path} ---\n{log_tail(self.log_path)}"
             )
-
-    def __enter__(self) -> EmbeddedPostgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- databases ---------------------------------------------------------------------
 
