@@ -1,0 +1,179 @@
+"""Turns one device message's measure groups into ``ObservationV1`` payloads.
+
+The rules are the IoT Agent's: a measure is looked up by ``object_id`` in the device's
+attributes (then its group's); a mapped measure takes the attribute's name, type, unit
+and expression and may go to another entity; an unmapped one passes through under its own
+name unless ``explicitAttrs`` says otherwise; static attributes ride along with every
+observation of the device's own entity. Smart Data Models defaults fill in names and units
+for known sensor kinds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from cityos_acquisition.codecs.errors import DecodeError
+from cityos_acquisition.codecs.json_measures import MeasureGroup
+from cityos_acquisition.codecs.timestamps import observation_time
+from cityos_acquisition.expressions import ExpressionError, compile_expression, evaluate
+from cityos_acquisition.expressions.functions import to_number
+from cityos_acquisition.mapping.config import AttributeMapping, DeviceProfile
+from cityos_acquisition.mapping.smart_data_models import default_attribute
+from cityos_acquisition.mapping.values import NUMBER_TYPES, cast_value, kind_of
+from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
+
+URN_PREFIX = "urn:ngsi-ld:"
+
+
+class MappingError(DecodeError):
+    """A measure that the device's configuration cannot turn into an attribute."""
+
+
+def entity_urn(entity_type: str, name: str) -> str:
+    """``urn:ngsi-ld:<Type>:<name>`` unless ``name`` is already a URN."""
+    return name if name.startswith("urn:") else f"{URN_PREFIX}{entity_type}:{name}"
+
+
+def device_entity_id(profile: DeviceProfile, measures: Mapping[str, Any] | None = None) -> str:
+    """The entity a device's measures describe (``entity_name``, ``entityNameExp`` or default)."""
+    if profile.entity_name:
+        return entity_urn(profile.entity_type, profile.entity_name)
+    if profile.entity_name_exp:
+        variables = {
+            **(measures or {}),
+            "id": profile.device_id,
+            "type": profile.entity_type,
+            "service": profile.tenant,
+            "subservice": profile.service_path,
+        }
+        try:
+            name = evaluate(compile_expression(profile.entity_name_exp), variables)
+        except ExpressionError as exc:
+            raise MappingError(f"entityNameExp {profile.entity_name_exp!r}: {exc.reason}") from exc
+        if not isinstance(name, str | int) or str(name) == "":
+            raise MappingError(f"entityNameExp gave {name!r}, not an entity name")
+        return entity_urn(profile.entity_type, str(name))
+    return entity_urn(profile.entity_type, profile.device_id)
+
+
+def _allowed(profile: DeviceProfile, mapping: AttributeMapping, mapped: bool) -> bool:
+    """``explicitAttrs``: true keeps mapped attributes only, a list keeps the names listed."""
+    explicit = profile.explicit_attrs
+    if explicit is True:
+        return mapped
+    if isinstance(explicit, tuple):
+        return mapping.name in explicit or mapping.object_id in explicit
+    return True
+
+
+def _expression_variables(profile: DeviceProfile, measures: Mapping[str, Any]) -> dict[str, Any]:
+    """Measures by object_id (numeric text cast for numeric attributes), plus device facts."""
+    variables: dict[str, Any] = {"id": profile.device_id, "type": profile.entity_type}
+    for object_id, value in measures.items():
+        mapping = profile.attribute_for(object_id)
+        if mapping is not None and mapping.type in NUMBER_TYPES:
+            with contextlib.suppress(ExpressionError):
+                value = to_number(value)
+        variables[object_id] = value
+        if mapping is not None:
+            variables.setdefault(mapping.name, value)
+    return variables
+
+
+class _Builder:
+    """Collects attributes per target entity for one measure group."""
+
+    def __init__(self) -> None:
+        self.entities: dict[str, tuple[str, list[ObservedAttribute]]] = {}
+
+    def add(self, entity_id: str, entity_type: str, attribute: ObservedAttribute) -> None:
+        self.entities.setdefault(entity_id, (entity_type, []))[1].append(attribute)
+
+
+def _mapped_value(
+    mapping: AttributeMapping, value: Any, variables: Mapping[str, Any], object_id: str
+) -> Any:
+    if mapping.expression:
+        try:
+            expression = compile_expression(mapping.expression)
+            value = evaluate(expression, {**variables, "value": value})
+        except ExpressionError as exc:
+            raise MappingError(
+                f"attribute {mapping.name!r}: expression {mapping.expression!r} failed on "
+                f"{object_id}={value!r}: {exc.reason}"
+            ) from exc
+    try:
+        return cast_value(value, mapping.type)
+    except DecodeError as exc:
+        raise MappingError(f"attribute {mapping.name!r} ({mapping.type}): {exc.reason}") from exc
+
+
+def map_measures(
+    profile: DeviceProfile,
+    groups: Sequence[MeasureGroup],
+    *,
+    received_at: datetime,
+) -> list[ObservationV1]:
+    """One observation per (measure group, target entity); raises :class:`MappingError`."""
+    observations: list[ObservationV1] = []
+    for group in groups:
+        observed_at = observation_time(group.device_time, received_at)
+        variables = _expression_variables(profile, group.measures)
+        own_id = device_entity_id(profile, variables)
+        builder = _Builder()
+        for object_id, raw_value in group.measures.items():
+            mapping = profile.attribute_for(object_id)
+            mapped = mapping is not None
+            if mapping is None:
+                default = default_attribute(profile.entity_type, object_id)
+                mapping = (
+                    AttributeMapping(object_id, default.name, default.type, default.unit_code)
+                    if default is not None
+                    else AttributeMapping(object_id, object_id)
+                )
+            if not _allowed(profile, mapping, mapped):
+                continue
+            value = _mapped_value(mapping, raw_value, variables, object_id)
+            entity_id, entity_type = own_id, profile.entity_type
+            if mapping.entity_name:
+                entity_type = mapping.entity_type or profile.entity_type
+                entity_id = entity_urn(entity_type, mapping.entity_name)
+            builder.add(
+                entity_id,
+                entity_type,
+                ObservedAttribute(
+                    name=mapping.name,
+                    kind=kind_of(mapping.type),
+                    value=value,
+                    observed_at=observed_at,
+                    unit_code=mapping.unit_code,
+                ),
+            )
+        if builder.entities.get(own_id):
+            for static in profile.static_attributes:
+                builder.add(
+                    own_id,
+                    profile.entity_type,
+                    ObservedAttribute(
+                        name=static.name,
+                        kind=kind_of(static.type),
+                        value=cast_value(static.value, static.type),
+                        observed_at=observed_at,
+                        unit_code=static.unit_code,
+                    ),
+                )
+        for entity_id, (entity_type, attributes) in builder.entities.items():
+            if attributes:
+                observations.append(
+                    ObservationV1(
+                        entity_id=entity_id,
+                        entity_type=entity_type,
+                        attributes=attributes,
+                        device_id=profile.device_id,
+                        received_at=received_at,
+                    )
+                )
+    return observations
