@@ -97,7 +97,7 @@ def build_platform(
         bus=bus,
         layers=list(layers),
         parts=parts,
-        authorizer=authorizer_for(settings),
+        authorizer=authorizer_for(settings, bus=bus, database_url=database_url),
         database_url=database_url,
         mqtt_url=mqtt_url,
     )

@@ -6,9 +6,14 @@ deliberately open (liveness, readiness, metrics, public open data) say so with
 ``Depends(public())``. A route with neither is a defect, and an architecture test walks
 the assembled application to find one.
 
-The authorizer is chosen from ``CITYOS_AUTH``: ``off`` allows everything (development
-only), anything else refuses everything until real token validation is configured.
-A missing authorizer refuses too: the seam fails closed.
+The authorizer is chosen from ``CITYOS_AUTH`` (:mod:`.modes`): ``off`` allows everything
+(development only); ``keycloak`` validates bearer tokens and evaluates the policies
+(:mod:`.authorizer`). A missing authorizer refuses: the seam fails closed.
+
+A route that needs to know who calls, or what data they may see, takes the principal the
+dependency returns: ``principal: Annotated[Principal, Depends(require("entities:read"))]``,
+then ``principal.scope`` (a :class:`~cityos_support.security.policy.DataScope`) for the
+SQL filters and ``principal.tenant`` for the tenant the request addressed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fastapi import HTTPException, Request, status
+
+from cityos_kernel.events.envelope import DEFAULT_TENANT
+from cityos_support.security.policy import DataScope, Grants
 
 #: The permission name of deliberately public routes.
 PUBLIC = "public"
@@ -31,10 +39,32 @@ class Principal:
     roles: frozenset[str] = field(default_factory=frozenset)
     tenants: frozenset[str] | None = None  # None: every tenant
     client: str | None = None
+    #: The tenant the request addressed (``NGSILD-Tenant``; the default tenant when absent).
+    tenant: str = DEFAULT_TENANT
+    #: What the policies grant this principal; None means everything (development mode).
+    grants: Grants | None = None
+
+    @property
+    def scope(self) -> DataScope:
+        """Data-access level: the tenants, entity types and attributes this caller may see."""
+        if self.grants is None:
+            return DataScope(tenants=None, readable_types=None, writable_types=None)
+        return self.grants.scope
 
 
-ANONYMOUS = Principal(subject="anonymous")
+#: The header that names the tenant of a request (ETSI NGSI-LD).
+TENANT_HEADER = "NGSILD-Tenant"
+
+ANONYMOUS = Principal(
+    subject="anonymous",
+    grants=Grants(scope=DataScope(tenants=None, readable_types=frozenset())),
+)
 DEVELOPER = Principal(subject="development", roles=frozenset({"platform-admin"}))
+
+
+def requested_tenant(request: Request) -> str:
+    """The tenant a request addresses: its ``NGSILD-Tenant`` header, or the default tenant."""
+    return request.headers.get(TENANT_HEADER) or DEFAULT_TENANT
 
 
 class Authorizer(Protocol):
@@ -47,7 +77,9 @@ class DevelopmentAuthorizer:
     """``CITYOS_AUTH=off``: everything is allowed, as the development principal."""
 
     async def authorize(self, request: Request, permission: str) -> Principal:
-        return DEVELOPER
+        return Principal(
+            subject=DEVELOPER.subject, roles=DEVELOPER.roles, tenant=requested_tenant(request)
+        )
 
 
 class DenyAllAuthorizer:

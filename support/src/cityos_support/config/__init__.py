@@ -1,0 +1,1 @@
+"""The configuration repository: versioned settings in PostgreSQL, broadcast on change."""

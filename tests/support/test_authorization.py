@@ -1,0 +1,177 @@
+"""CITYOS_AUTH=keycloak on the assembled platform: 401 without a token, 403 with the wrong
+role or tenant, the route's answer with the right one; denials become audit events."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi import APIRouter, Depends
+from fastapi.testclient import TestClient
+
+from cityos.app import create_app
+from cityos.bootstrap import build_platform
+from cityos.layers import load_layers
+from cityos_kernel.bus import MemoryBus
+from cityos_kernel.events.topics import AUDIT
+from cityos_kernel.layer import Layer, LayerContext, LayerParts, MigrationSpec
+from cityos_kernel.settings import PlatformSettings
+from cityos_support.security import PUBLIC
+from cityos_support.security.dependencies import Principal, require
+from tests.architecture.test_routes_declare_permissions import api_routes, route_permissions
+from tests.fixtures.support import TENANT_A, TENANT_B, LoopbackIssuer
+
+OPEN_PATHS = {"/health", "/ready", "/metrics"}
+FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+class ProbeLayer:
+    """A layer route that reports what the authorizer let through."""
+
+    name = "probe"
+
+    def migrations(self) -> list[MigrationSpec]:
+        return []
+
+    def build(self, context: LayerContext) -> LayerParts:
+        router = APIRouter(prefix="/probe")
+
+        @router.get("/entities")
+        async def entities(
+            principal: Principal = Depends(require("entities:read")),  # noqa: B008
+        ) -> dict[str, object]:
+            """What the caller may see."""
+            scope = principal.scope
+            return {
+                "subject": principal.subject,
+                "tenant": principal.tenant,
+                "readable": None if scope.readable_types is None else sorted(scope.readable_types),
+            }
+
+        return LayerParts(routers=[router])
+
+
+@pytest.fixture
+def platform_app(oidc_issuer: LoopbackIssuer) -> Iterator[tuple[TestClient, MemoryBus]]:
+    bus = MemoryBus()
+    settings = PlatformSettings(env="production", auth="keycloak", auth_issuer=oidc_issuer.url)
+    layers: list[Layer] = [*load_layers(), ProbeLayer()]
+    platform = build_platform(settings, layers, bus=bus)
+    with TestClient(create_app(platform, manage_lifecycle=False)) as client:
+        yield client, bus
+
+
+def concrete_path(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+def protected_routes(client: TestClient) -> list[tuple[str, str]]:
+    found = []
+    for route in api_routes(client.app):  # type: ignore[arg-type]
+        if route.path in FRAMEWORK_ROUTES:
+            continue
+        if PUBLIC in route_permissions(route):
+            continue
+        for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"}):
+            found.append((method, concrete_path(route.path)))
+    return found
+
+
+def test_every_protected_route_answers_401_without_a_token_and_403_with_no_role(
+    platform_app: tuple[TestClient, MemoryBus], oidc_issuer: LoopbackIssuer
+) -> None:
+    client, _ = platform_app
+    routes = protected_routes(client)
+    assert ("GET", "/probe/entities") in routes
+    roleless = {"Authorization": f"Bearer {oidc_issuer.token(roles=())}"}
+    for method, path in routes:
+        anonymous = client.request(method, path)
+        assert anonymous.status_code == 401, (method, path, anonymous.text)
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+        refused = client.request(method, path, headers=roleless)
+        assert refused.status_code == 403, (method, path, refused.text)
+
+
+def test_only_liveness_readiness_metrics_and_declared_public_reads_are_open(
+    platform_app: tuple[TestClient, MemoryBus],
+) -> None:
+    client, _ = platform_app
+    open_routes = {
+        route.path
+        for route in api_routes(client.app)  # type: ignore[arg-type]
+        if PUBLIC in route_permissions(route)
+    }
+    assert open_routes >= OPEN_PATHS
+    for path in OPEN_PATHS - {"/ready"}:
+        assert client.get(path).status_code == 200
+
+
+def test_the_right_role_passes_and_sees_its_data_scope(
+    platform_app: tuple[TestClient, MemoryBus], oidc_issuer: LoopbackIssuer
+) -> None:
+    client, _ = platform_app
+    token = oidc_issuer.token(roles=("manager",), subject="manager-1")
+    response = client.get(
+        "/probe/entities",
+        headers={"Authorization": f"Bearer {token}", "NGSILD-Tenant": TENANT_A},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"subject": "manager-1", "tenant": TENANT_A, "readable": None}
+
+
+def test_another_tenants_data_is_refused(
+    platform_app: tuple[TestClient, MemoryBus], oidc_issuer: LoopbackIssuer
+) -> None:
+    client, _ = platform_app
+    token = oidc_issuer.token(roles=("manager",), tenants=(TENANT_A,))
+    headers = {"Authorization": f"Bearer {token}", "NGSILD-Tenant": TENANT_B}
+    response = client.get("/probe/entities", headers=headers)
+    assert response.status_code == 403
+    assert TENANT_B in response.json()["detail"]
+
+
+def test_a_platform_admin_reaches_every_tenant(
+    platform_app: tuple[TestClient, MemoryBus], oidc_issuer: LoopbackIssuer
+) -> None:
+    client, _ = platform_app
+    token = oidc_issuer.token(roles=("platform-admin",), tenants=())
+    headers = {"Authorization": f"Bearer {token}", "NGSILD-Tenant": TENANT_B}
+    assert client.get("/probe/entities", headers=headers).status_code == 200
+
+
+def test_client_roles_count_like_realm_roles(
+    platform_app: tuple[TestClient, MemoryBus], oidc_issuer: LoopbackIssuer
+) -> None:
+    client, _ = platform_app
+    token = oidc_issuer.token(client_roles=("app",), azp="parking-app", aud=["cityos"])
+    headers = {"Authorization": f"Bearer {token}", "NGSILD-Tenant": TENANT_A}
+    assert client.get("/probe/entities", headers=headers).status_code == 200
+
+
+def test_an_expired_token_is_401_with_an_invalid_token_challenge(
+    platform_app: tuple[TestClient, MemoryBus], oidc_issuer: LoopbackIssuer
+) -> None:
+    client, _ = platform_app
+    token = oidc_issuer.token(roles=("platform-admin",), lifetime=-3600)
+    response = client.get("/probe/entities", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_denials_are_audit_events(
+    platform_app: tuple[TestClient, MemoryBus], oidc_issuer: LoopbackIssuer
+) -> None:
+    client, bus = platform_app
+    subscription = bus.subscribe("audit-reader", [AUDIT.name])
+    token = oidc_issuer.token(roles=("citizen",), subject="citizen-7")
+    headers = {"Authorization": f"Bearer {token}", "NGSILD-Tenant": TENANT_A}
+    assert client.get("/probe/entities", headers=headers).status_code == 403
+    events = [AUDIT.decode(d.value) for d in subscription.poll(timeout=1.0)]
+    denied = [e for e in events if e.payload.subject == "citizen-7"]
+    assert len(denied) == 1
+    event = denied[0]
+    assert event.payload.outcome == "denied"
+    assert event.payload.action == "entities:read"
+    assert event.payload.target == "GET /probe/entities"
+    assert event.tenant == TENANT_A
