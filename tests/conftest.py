@@ -6,4 +6,5 @@ Add your own module under ``tests/fixtures/`` and list it below; keep this file 
 pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.support",
+    "tests.fixtures.knowledge",
 ]

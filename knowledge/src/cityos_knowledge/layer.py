@@ -1,13 +1,25 @@
 """How the knowledge layer plugs into a cityos process (see ``cityos_kernel.layer``).
 
-It will contribute the context and temporal stores, the observations consumer and the
-service facade;
-each arrives with its own issue and registers here, so the runtime never changes for it.
+It contributes its migration history (the stores), and, when the process has a database,
+the readiness check that shows the history layout.
 """
 
 from __future__ import annotations
 
-from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec
+from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec, ReadinessCheck
+from cityos_knowledge.settings import KnowledgeSettings
+from cityos_knowledge.store.database import MIGRATIONS, KnowledgeStore
+
+
+def readiness(store: KnowledgeStore) -> ReadinessCheck:
+    """``knowledge``: the store answers and says how history is kept."""
+
+    def check() -> str:
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        return store.layout.detail
+
+    return ReadinessCheck("knowledge", check)
 
 
 class KnowledgeLayer:
@@ -15,11 +27,18 @@ class KnowledgeLayer:
 
     name = "knowledge"
 
+    def __init__(self, settings: KnowledgeSettings | None = None) -> None:
+        self._settings = settings
+
     def migrations(self) -> list[MigrationSpec]:
-        return []
+        return [MIGRATIONS]
 
     def build(self, context: LayerContext) -> LayerParts:
-        return LayerParts()
+        if context.database_url is None:
+            return LayerParts()
+        settings = self._settings or KnowledgeSettings()
+        store = KnowledgeStore.from_url(context.database_url, settings)
+        return LayerParts(readiness=[readiness(store)])
 
 
 def create() -> KnowledgeLayer:

@@ -1,0 +1,43 @@
+"""Settings of the knowledge layer (``CITYOS_KNOWLEDGE_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from cityos_kernel.settings import CityosSettings
+
+
+class KnowledgeSettings(CityosSettings):
+    """Stores, ingest and outbox relay settings."""
+
+    knowledge_compress_after: str = Field(
+        default="7 days",
+        description="TimescaleDB only: compress history chunks older than this interval.",
+    )
+    knowledge_retention: str | None = Field(
+        default=None,
+        description="TimescaleDB only: drop history older than this interval (unset keeps all).",
+    )
+    knowledge_partitions_ahead: int = Field(
+        default=3,
+        ge=1,
+        le=24,
+        description="Without TimescaleDB: monthly history partitions kept created ahead.",
+    )
+    knowledge_ingest_batch: int = Field(
+        default=2000, ge=1, description="Observations messages the ingest consumer applies at once."
+    )
+    knowledge_relay_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest wait of the outbox relay between two looks at the outbox "
+        "(it is woken at once by a NOTIFY from the writing transaction).",
+    )
+    knowledge_outbox_keep_hours: float = Field(
+        default=24.0, ge=0, description="Sent outbox rows are deleted after this many hours."
+    )
+    knowledge_default_vocabulary: str = Field(
+        default="https://uri.etsi.org/ngsi-ld/default-context/",
+        description="Prefix that expands the short attribute names and types of observations "
+        "(what the NGSI-LD core context does with an unknown term).",
+    )

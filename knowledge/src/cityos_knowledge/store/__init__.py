@@ -1,0 +1,1 @@
+"""The knowledge stores: schema, tenants, history layout and the database handle."""
