@@ -7,4 +7,6 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.support",
     "tests.fixtures.knowledge",
+    "tests.fixtures.interoperability",
+    "tests.fixtures.acquisition",
 ]

@@ -1,12 +1,30 @@
 """How the interoperability layer plugs into a cityos process (see ``cityos_kernel.layer``).
 
-It will contribute the NGSI-LD API, notifications and open-data publication;
-each arrives with its own issue and registers here, so the runtime never changes for it.
+It contributes the NGSI-LD API (``/ngsi-ld/v1``). Notifications and open-data publication
+arrive with their own issues and register here, so the runtime never changes for them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+from cityos_interoperability.ngsild.errors import translate_domain_error
+from cityos_interoperability.ngsild.jsonld.context import ContextResolver
+from cityos_interoperability.ngsild.jsonld.documents import (
+    ContextDocumentLoader,
+    core_context_url,
+)
+from cityos_interoperability.ngsild.router import build_router
+from cityos_interoperability.ngsild.routing import route_class
+from cityos_interoperability.ngsild.services import ApiServices
+from cityos_interoperability.settings import InteroperabilitySettings
+from cityos_interoperability.store.contexts import HostedContexts
+from cityos_kernel.database import sqlalchemy_url
 from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec
+
+MIGRATIONS = Path(__file__).parent / "store" / "migrations"
 
 
 class InteroperabilityLayer:
@@ -14,11 +32,40 @@ class InteroperabilityLayer:
 
     name = "interoperability"
 
+    def __init__(self, settings: InteroperabilitySettings | None = None) -> None:
+        self._settings = settings
+
     def migrations(self) -> list[MigrationSpec]:
-        return []
+        return [MigrationSpec("interoperability", MIGRATIONS)]
 
     def build(self, context: LayerContext) -> LayerParts:
-        return LayerParts()
+        settings = self._settings or InteroperabilitySettings()
+        services = build_services(settings, context.database_url)
+        return LayerParts(routers=[build_router(services)])
+
+
+def build_services(settings: InteroperabilitySettings, database_url: str | None) -> ApiServices:
+    """Everything the NGSI-LD routes share, built from settings (no I/O happens here)."""
+    hosted = None
+    if database_url:
+        engine = create_engine(sqlalchemy_url(database_url), pool_pre_ping=True)
+        hosted = HostedContexts(engine)
+    loader = ContextDocumentLoader(
+        timeout_seconds=settings.context_fetch_timeout_seconds,
+        ttl_seconds=settings.context_cache_seconds,
+        max_bytes=settings.context_max_bytes,
+        hosted=hosted.lookup_url if hosted is not None else None,
+    )
+    resolver = ContextResolver(loader, core_context_url(settings.core_context_version))
+    return ApiServices(
+        settings=settings,
+        loader=loader,
+        resolver=resolver,
+        hosted_contexts=hosted,
+        route_class=route_class(
+            max_request_bytes=settings.max_request_bytes, translate=translate_domain_error
+        ),
+    )
 
 
 def create() -> InteroperabilityLayer:

@@ -1,0 +1,319 @@
+"""Client NGSI-LD JSON (normalized or concise, compacted) → the facade's expanded form.
+
+The expanded form is NGSI-LD normalized JSON in which every attribute name, sub-attribute
+name, entity type and vocab value is an IRI; NGSI-LD's own members (``type``, ``value``,
+``object``, ``observedAt``, …) keep their short names. It is what the knowledge store keeps
+(``cityos_knowledge.store.tables``): ``{"id", "type": [IRI…], "scope"?, IRI: attribute or
+[attribute…] (one per datasetId)}``.
+
+Validation lives here too, because it is about the shape of what the client sent: a
+malformed entity or fragment raises :class:`BadRequestDataError` with the path of the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from cityos_interoperability.ngsild.errors import BadRequestDataError
+from cityos_interoperability.ngsild.jsonld.context import TermMap
+
+#: Attribute type → its main member.
+MAIN_MEMBER: dict[str, str] = {
+    "Property": "value",
+    "GeoProperty": "value",
+    "Relationship": "object",
+    "LanguageProperty": "languageMap",
+    "VocabProperty": "vocab",
+    "JsonProperty": "json",
+    "ListProperty": "valueList",
+    "ListRelationship": "objectList",
+}
+ATTRIBUTE_TYPES = frozenset(MAIN_MEMBER)
+
+#: Members of an attribute that are NGSI-LD's own, not sub-attributes.
+ATTRIBUTE_MEMBERS = frozenset(
+    {
+        "type",
+        "value",
+        "object",
+        "languageMap",
+        "vocab",
+        "json",
+        "valueList",
+        "objectList",
+        "observedAt",
+        "unitCode",
+        "datasetId",
+        "objectType",
+        "lang",
+        "createdAt",
+        "modifiedAt",
+        "deletedAt",
+        "instanceId",
+        "previousValue",
+        "previousObject",
+        "previousLanguageMap",
+        "previousVocab",
+        "previousJson",
+        "previousValueList",
+        "previousObjectList",
+    }
+)
+#: Members the broker sets itself; a client's values are ignored.
+SYSTEM_MEMBERS = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId"})
+ENTITY_MEMBERS = frozenset(
+    {"id", "type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"}
+)
+
+GEOJSON_GEOMETRIES = frozenset(
+    {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
+)
+GEOJSON_COLLECTION = "GeometryCollection"
+
+#: The JSON-LD null of NGSI-LD merge-patch (5.5.10: delete this attribute).
+NGSI_LD_NULL = "urn:ngsi-ld:null"
+
+# 4.6.2: characters a name may not contain (they break the query language and URLs).
+_FORBIDDEN_NAME = re.compile(r"[<>\"'=;()\s]")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
+_SCOPE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$|^/$")
+
+
+def is_uri(value: object) -> bool:
+    return isinstance(value, str) and bool(_URI.match(value))
+
+
+def check_name(name: object, where: str) -> str:
+    if not isinstance(name, str) or not name or _FORBIDDEN_NAME.search(name):
+        raise BadRequestDataError(f"{where}: {name!r} is not a valid NGSI-LD name")
+    return name
+
+
+def check_datetime(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequestDataError(f"{where} must be an ISO 8601 date-time string")
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequestDataError(f"{where}: {value!r} is not an ISO 8601 date-time") from exc
+    return value
+
+
+def check_geometry(value: object, where: str) -> dict[str, Any]:
+    """A GeoJSON geometry (a GeoProperty's value), checked enough to reach PostGIS safely."""
+    if not isinstance(value, dict):
+        raise BadRequestDataError(f"{where}: a GeoProperty value must be a GeoJSON geometry")
+    kind = value.get("type")
+    if kind == GEOJSON_COLLECTION:
+        geometries = value.get("geometries")
+        if not isinstance(geometries, list):
+            raise BadRequestDataError(f"{where}: GeometryCollection needs a geometries array")
+        for index, item in enumerate(geometries):
+            check_geometry(item, f"{where}.geometries[{index}]")
+        return value
+    if kind not in GEOJSON_GEOMETRIES:
+        raise BadRequestDataError(f"{where}: {kind!r} is not a GeoJSON geometry type")
+    depth = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2}
+    _check_coordinates(value.get("coordinates"), depth.get(str(kind), 3), where)
+    return value
+
+
+def _check_coordinates(coordinates: object, depth: int, where: str) -> None:
+    if depth == 0:
+        if (
+            not isinstance(coordinates, list)
+            or not 2 <= len(coordinates) <= 3
+            or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in coordinates)
+        ):
+            raise BadRequestDataError(f"{where}: invalid GeoJSON coordinates")
+        return
+    if not isinstance(coordinates, list) or not coordinates:
+        raise BadRequestDataError(f"{where}: invalid GeoJSON coordinates")
+    for item in coordinates:
+        _check_coordinates(item, depth - 1, where)
+
+
+def infer_attribute(value: object) -> dict[str, Any]:
+    """The normalized form of a concise attribute value (4.5.11, concise representation)."""
+    if isinstance(value, dict):
+        kind = value.get("type")
+        if isinstance(kind, str) and kind in ATTRIBUTE_TYPES:
+            return dict(value)
+        geometry_type = kind in GEOJSON_GEOMETRIES or kind == GEOJSON_COLLECTION
+        if geometry_type and ("coordinates" in value or "geometries" in value):
+            return {"type": "GeoProperty", "value": value}
+        if kind is not None and any(member in value for member in MAIN_MEMBER.values()):
+            raise BadRequestDataError(f"{kind!r} is not an NGSI-LD attribute type")
+        for kind_name, member in MAIN_MEMBER.items():
+            if member in value and kind_name != "GeoProperty":
+                inferred = dict(value)
+                inferred["type"] = kind_name
+                if kind_name == "Property" and _looks_geo(value.get("value")):
+                    inferred["type"] = "GeoProperty"
+                return inferred
+        return {"type": "Property", "value": value}
+    return {"type": "Property", "value": value}
+
+
+def _looks_geo(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.get("type") in GEOJSON_GEOMETRIES
+        and "coordinates" in value
+    )
+
+
+def _is_attribute_list(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(item, dict) for item in value)
+        and all(
+            item.get("type") in ATTRIBUTE_TYPES
+            or any(member in item for member in MAIN_MEMBER.values())
+            for item in value
+        )
+    )
+
+
+class Expander:
+    """Expands entities and attribute fragments with one request's :class:`TermMap`."""
+
+    def __init__(self, terms: TermMap, *, partial: bool = False) -> None:
+        self.terms = terms
+        #: In a partial update a main member may be missing (only metadata changes).
+        self.partial = partial
+
+    def entity(self, body: object, *, require_id: bool = True) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise BadRequestDataError("an entity must be a JSON object")
+        entity_id = body.get("id", body.get("@id"))
+        if (require_id or entity_id is not None) and not is_uri(entity_id):
+            raise BadRequestDataError(f"entity id {entity_id!r} is not a URI")
+        types = body.get("type", body.get("@type"))
+        if types is None:
+            raise BadRequestDataError("an entity needs a type")
+        expanded: dict[str, Any] = {}
+        if entity_id is not None:
+            expanded["id"] = entity_id
+        expanded["type"] = self.types(types)
+        if "scope" in body:
+            expanded["scope"] = scopes(body["scope"])
+        for name, value in body.items():
+            if name in ENTITY_MEMBERS or name in {"@id", "@type"}:
+                continue
+            expanded[self.name(name)] = self.attribute_value(value, name)
+        return expanded
+
+    def fragment(self, body: object) -> dict[str, Any]:
+        """Attributes to append or update (``id``/``type`` allowed and checked, not kept)."""
+        if not isinstance(body, dict):
+            raise BadRequestDataError("the attributes fragment must be a JSON object")
+        expanded: dict[str, Any] = {}
+        for name, value in body.items():
+            if name in {"id", "@id", "@context", "createdAt", "modifiedAt"}:
+                continue
+            if name in {"type", "@type"}:
+                expanded["type"] = self.types(value)
+                continue
+            if name == "scope":
+                expanded["scope"] = scopes(value)
+                continue
+            expanded[self.name(name)] = self.attribute_value(value, name)
+        return expanded
+
+    def types(self, types: object) -> list[str]:
+        values = types if isinstance(types, list) else [types]
+        if not values:
+            raise BadRequestDataError("an entity needs at least one type")
+        return [self.terms.expand(check_name(item, "entity type")) for item in values]
+
+    def name(self, name: str) -> str:
+        return self.terms.expand(check_name(name, "attribute name"))
+
+    def attribute_value(self, value: object, where: str) -> dict[str, Any] | list[dict[str, Any]]:
+        """One attribute, or a list of its instances (one per datasetId)."""
+        if value is None:
+            raise BadRequestDataError(f"{where}: an attribute value cannot be null")
+        if _is_attribute_list(value):
+            assert isinstance(value, list)
+            instances = [self.attribute(item, f"{where}[{i}]") for i, item in enumerate(value)]
+            dataset_ids = [item.get("datasetId") for item in instances]
+            if len(set(dataset_ids)) != len(dataset_ids):
+                raise BadRequestDataError(f"{where}: two instances share a datasetId")
+            return instances
+        return self.attribute(value, where)
+
+    def attribute(self, value: object, where: str) -> dict[str, Any]:
+        attribute = infer_attribute(value)
+        kind = attribute.get("type")
+        if kind not in ATTRIBUTE_TYPES:
+            raise BadRequestDataError(f"{where}: {kind!r} is not an NGSI-LD attribute type")
+        assert isinstance(kind, str)
+        main = MAIN_MEMBER[kind]
+        expanded: dict[str, Any] = {"type": kind}
+        if main in attribute:
+            expanded[main] = self._main_value(kind, attribute[main], where)
+        elif not self.partial:
+            raise BadRequestDataError(f"{where}: a {kind} needs a {main!r} member")
+        for member, member_value in attribute.items():
+            if member in {"type", main} or member in SYSTEM_MEMBERS:
+                continue
+            if member == "observedAt":
+                expanded[member] = check_datetime(member_value, f"{where}.observedAt")
+            elif member == "unitCode":
+                if not isinstance(member_value, str):
+                    raise BadRequestDataError(f"{where}.unitCode must be a string")
+                expanded[member] = member_value
+            elif member == "datasetId":
+                if not is_uri(member_value):
+                    raise BadRequestDataError(f"{where}.datasetId must be a URI")
+                expanded[member] = member_value
+            elif member == "objectType":
+                expanded[member] = self.types(member_value)
+            elif member in ATTRIBUTE_MEMBERS:
+                continue  # a main member of another type, or an output-only member
+            else:
+                sub_where = f"{where}.{member}"
+                expanded[self.name(member)] = self.attribute_value(member_value, sub_where)
+        return expanded
+
+    def _main_value(self, kind: str, value: object, where: str) -> Any:
+        if value is None:
+            raise BadRequestDataError(f"{where}: the {MAIN_MEMBER[kind]} cannot be null")
+        if kind == "Relationship":
+            objects = value if isinstance(value, list) else [value]
+            if not objects or not all(is_uri(item) for item in objects):
+                raise BadRequestDataError(f"{where}: a Relationship's object must be URI(s)")
+            return value
+        if kind == "ListRelationship":
+            if not isinstance(value, list):
+                raise BadRequestDataError(f"{where}: objectList must be an array")
+            return value
+        if kind == "GeoProperty":
+            if value == NGSI_LD_NULL:
+                return value
+            return check_geometry(value, where)
+        if kind == "LanguageProperty":
+            if not isinstance(value, dict) or not all(
+                isinstance(text, str | list) for text in value.values()
+            ):
+                raise BadRequestDataError(f"{where}: languageMap must map language tags to strings")
+            return value
+        if kind == "VocabProperty":
+            if isinstance(value, list):
+                return [self.terms.expand(check_name(item, where)) for item in value]
+            return self.terms.expand(check_name(value, where))
+        if kind == "ListProperty" and not isinstance(value, list):
+            raise BadRequestDataError(f"{where}: valueList must be an array")
+        return value
+
+
+def scopes(value: object) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, str) or not _SCOPE.match(item):
+            raise BadRequestDataError(f"scope {item!r} is not a valid scope (/a/b)")
+    return list(items)

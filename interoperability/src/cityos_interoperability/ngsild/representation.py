@@ -1,0 +1,204 @@
+"""Expanded entities → what a client asked to see (GS CIM 009 4.5, 6.3.7, 6.3.15).
+
+Formats: ``normalized`` (every attribute with its type), ``concise`` (types dropped where
+they can be inferred back, 4.5.11) and ``keyValues`` (``simplified``: the main member
+only). Options: ``sysAttrs`` (createdAt/modifiedAt), ``pick``/``omit`` (top-level members by
+compacted name), ``lang`` (a LanguageProperty becomes a Property in the chosen language),
+and GeoJSON (one Feature per entity, its geometry from ``geometryProperty``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cityos_interoperability.ngsild.errors import BadRequestDataError, InvalidRequestError
+from cityos_interoperability.ngsild.jsonld.context import TermMap
+from cityos_interoperability.ngsild.jsonld.expansion import MAIN_MEMBER
+
+Format = Literal["normalized", "concise", "keyValues"]
+
+_SYSTEM = ("createdAt", "modifiedAt", "deletedAt")
+
+
+@dataclass(frozen=True)
+class Representation:
+    """How to render entities for one request."""
+
+    format: Format = "normalized"
+    sys_attrs: bool = False
+    pick: frozenset[str] | None = None
+    omit: frozenset[str] | None = None
+    lang: str | None = None
+
+
+def parse_options(
+    options: str | None, format_: str | None, *, allowed: Iterable[str] = ()
+) -> tuple[Format, set[str]]:
+    """``options=keyValues,sysAttrs`` / ``format=concise`` → (format, other options)."""
+    flags = {item.strip() for item in (options or "").split(",") if item.strip()}
+    known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs", *allowed}
+    unknown = flags - known
+    if unknown:
+        raise BadRequestDataError(f"unknown options: {', '.join(sorted(unknown))}")
+    chosen: set[str] = set()
+    if format_ is not None:
+        if format_ not in {"keyValues", "simplified", "concise", "normalized"}:
+            raise BadRequestDataError(f"unknown format {format_!r}")
+        chosen.add(format_)
+    else:
+        chosen = flags & {"keyValues", "simplified", "concise", "normalized"}
+    if len({"keyValues" if c == "simplified" else c for c in chosen}) > 1:
+        raise BadRequestDataError("options ask for more than one representation format")
+    name = next(iter(chosen), "normalized")
+    fmt: Format = "keyValues" if name == "simplified" else name  # type: ignore[assignment]
+    return fmt, flags - {"keyValues", "simplified", "concise", "normalized"}
+
+
+def parse_list(value: str | None, what: str) -> frozenset[str] | None:
+    """A comma-separated list parameter (``pick``, ``omit``, ``attrs``)."""
+    if value is None:
+        return None
+    items = frozenset(item.strip() for item in value.split(",") if item.strip())
+    if not items:
+        raise InvalidRequestError(f"{what} must not be empty")
+    return items
+
+
+class Compactor:
+    """Renders expanded entities with a request's :class:`TermMap` and representation."""
+
+    def __init__(self, terms: TermMap, representation: Representation) -> None:
+        self.terms = terms
+        self.rep = representation
+
+    def entity(self, entity: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": entity["id"]}
+        types = [self.terms.compact(t) for t in _as_list(entity.get("type"))]
+        out["type"] = types[0] if len(types) == 1 else types
+        if entity.get("scope"):
+            scopes = _as_list(entity["scope"])
+            out["scope"] = scopes[0] if len(scopes) == 1 else scopes
+        if self.rep.sys_attrs:
+            for member in _SYSTEM:
+                if member in entity:
+                    out[member] = entity[member]
+        for name, value in entity.items():
+            if name in {"id", "type", "scope", "@context", *_SYSTEM}:
+                continue
+            out[self.terms.compact(name)] = self.attribute_value(value)
+        return self._pick_omit(out)
+
+    def attribute_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            rendered = [self.attribute(item) for item in value]
+            return rendered if len(rendered) != 1 else rendered[0]
+        return self.attribute(value)
+
+    def attribute(self, attribute: Mapping[str, Any]) -> Any:
+        kind = str(attribute.get("type", "Property"))
+        main = MAIN_MEMBER.get(kind, "value")
+        body: dict[str, Any] = {}
+        main_value = attribute.get(main)
+        if kind == "VocabProperty" and main_value is not None:
+            main_value = (
+                [self.terms.compact(v) for v in main_value]
+                if isinstance(main_value, list)
+                else self.terms.compact(main_value)
+            )
+        if kind == "LanguageProperty" and self.rep.lang is not None and main_value is not None:
+            chosen = choose_language(main_value, self.rep.lang)
+            if chosen is not None:
+                kind, main = "Property", "value"
+                tag, main_value = chosen
+                body["lang"] = tag
+        if self.rep.format == "keyValues":
+            return main_value
+        for member, member_value in attribute.items():
+            if member in {"type", MAIN_MEMBER.get(str(attribute.get("type")), "value")}:
+                continue
+            if member in _SYSTEM:
+                if self.rep.sys_attrs:
+                    body[member] = member_value
+                continue
+            if member in {"observedAt", "unitCode", "datasetId", "lang", "instanceId"}:
+                body[member] = member_value
+            elif member == "objectType":
+                body[member] = [self.terms.compact(v) for v in _as_list(member_value)]
+            else:
+                body[self.terms.compact(member)] = self.attribute_value(member_value)
+        if self.rep.format == "concise":
+            if (
+                not body
+                and kind in {"Property", "GeoProperty"}
+                and not isinstance(main_value, dict)
+            ):
+                return main_value
+            if not body and kind == "GeoProperty":
+                return main_value
+            concise: dict[str, Any] = {main: main_value}
+            if kind == "Property" and isinstance(main_value, dict):
+                concise["type"] = kind  # an object value would read as something else
+            concise.update(body)
+            return concise
+        return {"type": kind, main: main_value, **body}
+
+    def _pick_omit(self, out: dict[str, Any]) -> dict[str, Any]:
+        if self.rep.pick is not None:
+            out = {name: value for name, value in out.items() if name in self.rep.pick}
+        if self.rep.omit is not None:
+            out = {name: value for name, value in out.items() if name not in self.rep.omit}
+        return out
+
+    def feature(self, entity: Mapping[str, Any], geometry_property: str) -> dict[str, Any]:
+        """One entity as a GeoJSON Feature (6.3.15)."""
+        rendered = self.entity(entity)
+        geometry_iri = self.terms.expand(geometry_property)
+        geometry_attribute = entity.get(geometry_iri)
+        if isinstance(geometry_attribute, list):
+            geometry_attribute = geometry_attribute[0] if geometry_attribute else None
+        geometry = None
+        if (
+            isinstance(geometry_attribute, Mapping)
+            and geometry_attribute.get("type") == "GeoProperty"
+        ):
+            geometry = geometry_attribute.get("value")
+        properties = {k: v for k, v in rendered.items() if k != "id"}
+        return {
+            "id": entity["id"],
+            "type": "Feature",
+            "geometry": geometry,
+            "properties": properties,
+        }
+
+
+def choose_language(language_map: Mapping[str, Any], wanted: str) -> tuple[str, Any] | None:
+    """The (tag, text) to show for ``lang`` (a tag, a list with weights, or ``*``)."""
+    if wanted.strip() == "*":
+        return None
+    preferences: list[tuple[float, int, str]] = []
+    for position, item in enumerate(wanted.split(",")):
+        tag, _, weight = item.strip().partition(";q=")
+        try:
+            q = float(weight) if weight else 1.0
+        except ValueError:
+            q = 1.0
+        preferences.append((-q, position, tag.strip()))
+    for _, _, tag in sorted(preferences):
+        if tag in language_map:
+            return tag, language_map[tag]
+        for key in language_map:
+            if key.lower().split("-")[0] == tag.lower():
+                return key, language_map[key]
+    if "@none" in language_map:
+        return "@none", language_map["@none"]
+    for key, text in language_map.items():
+        return key, text
+    return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

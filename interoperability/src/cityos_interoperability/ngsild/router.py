@@ -1,0 +1,17 @@
+"""Assembles the NGSI-LD API: one router at ``/ngsi-ld/v1`` built from the route modules."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from cityos_interoperability.ngsild.api import contexts
+from cityos_interoperability.ngsild.services import ApiServices
+
+PREFIX = "/ngsi-ld/v1"
+
+
+def build_router(services: ApiServices) -> APIRouter:
+    """The ``/ngsi-ld/v1`` router with every resource's routes."""
+    router = APIRouter(prefix=PREFIX, route_class=services.route_class)
+    router.include_router(contexts.build(services))
+    return router

@@ -1,0 +1,192 @@
+"""Client entities ↔ the expanded form the knowledge facade stores, in every format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cityos_interoperability.ngsild.errors import BadRequestDataError
+from cityos_interoperability.ngsild.jsonld.context import ContextResolver, TermMap
+from cityos_interoperability.ngsild.jsonld.documents import (
+    ContextDocumentLoader,
+    core_context_url,
+)
+from cityos_interoperability.ngsild.jsonld.expansion import Expander
+from cityos_interoperability.ngsild.representation import (
+    Compactor,
+    Representation,
+    parse_options,
+)
+
+NGSI_LD = "https://uri.etsi.org/ngsi-ld/"
+DEFAULT = NGSI_LD + "default-context/"
+EX = "https://example.org/"
+
+USER_CONTEXT = {
+    "brandName": EX + "brandName",
+    "Vehicle": EX + "Vehicle",
+    "isParked": EX + "isParked",
+}
+
+
+@pytest.fixture(scope="module")
+def terms() -> TermMap:
+    resolver = ContextResolver(ContextDocumentLoader(), core_context_url("1.8"))
+    return resolver.resolve(USER_CONTEXT)
+
+
+VEHICLE: dict[str, Any] = {
+    "id": "urn:ngsi-ld:Vehicle:A1",
+    "type": "Vehicle",
+    "brandName": {"type": "Property", "value": "Mercedes"},
+    "speed": {
+        "type": "Property",
+        "value": 80,
+        "observedAt": "2024-01-01T12:00:00Z",
+        "unitCode": "KMH",
+        "accuracy": {"type": "Property", "value": 0.5},
+    },
+    "isParked": {"type": "Relationship", "object": "urn:ngsi-ld:Parking:P1"},
+    "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [8.5, 41.2]}},
+    "name": {"type": "LanguageProperty", "languageMap": {"en": "Car", "fr": "Voiture"}},
+    "category": {"type": "VocabProperty", "vocab": "Sedan"},
+}
+
+
+def test_expansion_uses_iris_for_names_types_and_vocab(terms: TermMap) -> None:
+    expanded = Expander(terms).entity(VEHICLE)
+    assert expanded["type"] == [EX + "Vehicle"]
+    assert expanded[EX + "brandName"] == {"type": "Property", "value": "Mercedes"}
+    assert expanded[DEFAULT + "speed"][DEFAULT + "accuracy"] == {"type": "Property", "value": 0.5}
+    assert expanded[DEFAULT + "speed"]["unitCode"] == "KMH"
+    assert expanded[NGSI_LD + "location"]["value"]["coordinates"] == [8.5, 41.2]
+    assert expanded[DEFAULT + "category"]["vocab"] == DEFAULT + "Sedan"
+
+
+def test_normalized_round_trip_gives_back_what_was_sent(terms: TermMap) -> None:
+    expanded = Expander(terms).entity(VEHICLE)
+    assert Compactor(terms, Representation()).entity(expanded) == VEHICLE
+
+
+def test_other_context_sees_full_iris(terms: TermMap) -> None:
+    expanded = Expander(terms).entity(VEHICLE)
+    core = ContextResolver(ContextDocumentLoader(), core_context_url("1.8")).core
+    shown = Compactor(core, Representation()).entity(expanded)
+    assert shown["type"] == EX + "Vehicle"
+    assert EX + "brandName" in shown
+    assert "speed" in shown
+
+
+def test_concise_input_is_understood(terms: TermMap) -> None:
+    concise = {
+        "id": "urn:ngsi-ld:Vehicle:A2",
+        "type": "Vehicle",
+        "brandName": "Seat",
+        "speed": {"value": 10, "observedAt": "2024-01-01T00:00:00Z"},
+        "isParked": {"object": "urn:ngsi-ld:Parking:P1"},
+        "location": {"type": "Point", "coordinates": [1, 2]},
+        "name": {"languageMap": {"en": "x"}},
+        "tags": ["a", "b"],
+    }
+    expanded = Expander(terms).entity(concise)
+    assert expanded[EX + "brandName"] == {"type": "Property", "value": "Seat"}
+    assert expanded[EX + "isParked"]["type"] == "Relationship"
+    assert expanded[NGSI_LD + "location"]["type"] == "GeoProperty"
+    assert expanded[DEFAULT + "name"]["type"] == "LanguageProperty"
+    assert expanded[DEFAULT + "tags"] == {"type": "Property", "value": ["a", "b"]}
+
+
+def test_concise_and_key_values_output(terms: TermMap) -> None:
+    expanded = Expander(terms).entity(VEHICLE)
+    concise = Compactor(terms, Representation(format="concise")).entity(expanded)
+    assert concise["brandName"] == "Mercedes"
+    assert concise["isParked"] == {"object": "urn:ngsi-ld:Parking:P1"}
+    assert concise["speed"]["value"] == 80 and "type" not in concise["speed"]
+    assert concise["location"] == {"type": "Point", "coordinates": [8.5, 41.2]}
+    # what concise output gives back expands to the same entity
+    assert Expander(terms).entity(concise) == expanded
+    key_values = Compactor(terms, Representation(format="keyValues")).entity(expanded)
+    assert key_values["speed"] == 80
+    assert key_values["isParked"] == "urn:ngsi-ld:Parking:P1"
+    assert key_values["category"] == "Sedan"
+
+
+def test_pick_omit_and_lang(terms: TermMap) -> None:
+    expanded = Expander(terms).entity(VEHICLE)
+    picked = Compactor(terms, Representation(pick=frozenset({"id", "speed"}))).entity(expanded)
+    assert set(picked) == {"id", "speed"}
+    omitted = Compactor(terms, Representation(omit=frozenset({"speed", "type"}))).entity(expanded)
+    assert "speed" not in omitted and "type" not in omitted and "brandName" in omitted
+    french = Compactor(terms, Representation(lang="fr")).entity(expanded)
+    assert french["name"] == {"type": "Property", "value": "Voiture", "lang": "fr"}
+    fallback = Compactor(terms, Representation(lang="de")).entity(expanded)
+    assert fallback["name"]["value"] in {"Car", "Voiture"}
+
+
+def test_multiple_dataset_ids(terms: TermMap) -> None:
+    entity = {
+        "id": "urn:ngsi-ld:Vehicle:A3",
+        "type": "Vehicle",
+        "speed": [
+            {"type": "Property", "value": 1},
+            {"type": "Property", "value": 2, "datasetId": "urn:ngsi-ld:Dataset:gps"},
+        ],
+    }
+    expanded = Expander(terms).entity(entity)
+    assert len(expanded[DEFAULT + "speed"]) == 2
+    assert Compactor(terms, Representation()).entity(expanded) == entity
+    with pytest.raises(BadRequestDataError):
+        Expander(terms).entity({**entity, "speed": [{"value": 1}, {"value": 2}]})
+
+
+def test_geojson_feature(terms: TermMap) -> None:
+    expanded = Expander(terms).entity(VEHICLE)
+    feature = Compactor(terms, Representation(format="keyValues")).feature(expanded, "location")
+    assert feature["type"] == "Feature"
+    assert feature["geometry"] == {"type": "Point", "coordinates": [8.5, 41.2]}
+    assert feature["properties"]["type"] == "Vehicle"
+    assert feature["properties"]["speed"] == 80
+
+
+@pytest.mark.parametrize(
+    "entity",
+    [
+        {"type": "Vehicle"},
+        {"id": "not a uri", "type": "Vehicle"},
+        {"id": "urn:ngsi-ld:V:1"},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "speed": None},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "speed": {"type": "Property"}},
+        {
+            "id": "urn:ngsi-ld:V:1",
+            "type": "Vehicle",
+            "owner": {"type": "Relationship", "object": "x y"},
+        },
+        {
+            "id": "urn:ngsi-ld:V:1",
+            "type": "Vehicle",
+            "loc": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": "x"}},
+        },
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "bad=name": 1},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "speed": {"type": "Bogus", "value": 1}},
+        {
+            "id": "urn:ngsi-ld:V:1",
+            "type": "Vehicle",
+            "speed": {"value": 1, "observedAt": "yesterday"},
+        },
+        ["not", "an", "object"],
+    ],
+)
+def test_invalid_entities_are_bad_request_data(terms: TermMap, entity: Any) -> None:
+    with pytest.raises(BadRequestDataError):
+        Expander(terms).entity(entity)
+
+
+def test_options_parsing() -> None:
+    assert parse_options("keyValues,sysAttrs", None) == ("keyValues", {"sysAttrs"})
+    assert parse_options(None, "concise") == ("concise", set())
+    assert parse_options("simplified", None)[0] == "keyValues"
+    with pytest.raises(BadRequestDataError):
+        parse_options("keyValues,concise", None)
+    with pytest.raises(BadRequestDataError):
+        parse_options("bogus", None)
