@@ -1,12 +1,60 @@
 """How the acquisition layer plugs into a cityos process (see ``cityos_kernel.layer``).
 
-It will contribute MQTT/HTTP/LoRaWAN transports, the provisioning API and device registry;
-each arrives with its own issue and registers here, so the runtime never changes for it.
+It contributes the IoT-Agent-compatible provisioning API and the HTTP southbound under
+``/iot``, the MQTT/LoRaWAN ingestion service, the command consumer and the device health
+monitor. It talks to the other layers only through topics.
 """
 
 from __future__ import annotations
 
-from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+from cityos_acquisition.api.provisioning import provisioning_router
+from cityos_acquisition.api.southbound import southbound_router
+from cityos_acquisition.commands.pending import PendingCommands
+from cityos_acquisition.ingest.pipeline import IngestPipeline
+from cityos_acquisition.registry.postgres import PostgresRegistryStore
+from cityos_acquisition.registry.service import Registry
+from cityos_acquisition.registry.store import MemoryRegistryStore, RegistryStore
+from cityos_acquisition.settings import AcquisitionSettings
+from cityos_kernel.bus.port import Bus
+from cityos_kernel.database import sqlalchemy_url
+from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec, ReadinessCheck
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "registry" / "migrations"
+
+
+@dataclass
+class AcquisitionParts:
+    """The layer's wired objects, kept so tests and the benchmark can reach them."""
+
+    registry: Registry
+    pipeline: IngestPipeline
+    pending: PendingCommands
+    parts: LayerParts
+
+
+def build_parts(
+    bus: Bus,
+    store: RegistryStore,
+    settings: AcquisitionSettings,
+    mqtt_url: str | None,
+) -> AcquisitionParts:
+    """Wire the layer from its adapters (the registry store and the bus)."""
+    registry = Registry(store, bus, cache_ttl=settings.registry_cache_ttl)
+    pipeline = IngestPipeline(registry)
+    pending = PendingCommands()
+    parts = LayerParts(
+        routers=[provisioning_router(registry), southbound_router(pipeline, bus, pending)],
+        readiness=[ReadinessCheck("acquisition-registry", store.check)],
+    )
+    return AcquisitionParts(registry, pipeline, pending, parts)
 
 
 class AcquisitionLayer:
@@ -14,11 +62,24 @@ class AcquisitionLayer:
 
     name = "acquisition"
 
+    def __init__(self, settings: AcquisitionSettings | None = None) -> None:
+        self._settings = settings
+        self.wired: AcquisitionParts | None = None
+
     def migrations(self) -> list[MigrationSpec]:
-        return []
+        return [MigrationSpec("acquisition", MIGRATIONS)]
 
     def build(self, context: LayerContext) -> LayerParts:
-        return LayerParts()
+        settings = self._settings or AcquisitionSettings()
+        store: RegistryStore
+        if context.database_url:
+            engine = create_engine(sqlalchemy_url(context.database_url), pool_pre_ping=True)
+            store = PostgresRegistryStore(engine)
+        else:
+            logger.warning("no database configured: the device registry lives in memory only")
+            store = MemoryRegistryStore()
+        self.wired = build_parts(context.bus, store, settings, context.mqtt_url)
+        return self.wired.parts
 
 
 def create() -> AcquisitionLayer:
