@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cityos_interoperability.ngsild.api import contexts
+from cityos_interoperability.ngsild.api import attributes, batch, contexts, discovery, entities
 from cityos_interoperability.ngsild.services import ApiServices
 
 PREFIX = "/ngsi-ld/v1"
@@ -13,5 +13,6 @@ PREFIX = "/ngsi-ld/v1"
 def build_router(services: ApiServices) -> APIRouter:
     """The ``/ngsi-ld/v1`` router with every resource's routes."""
     router = APIRouter(prefix=PREFIX, route_class=services.route_class)
-    router.include_router(contexts.build(services))
+    for module in (entities, attributes, batch, discovery, contexts):
+        router.include_router(module.build(services))
     return router

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from cityos_interoperability.ngsild.errors import ServiceUnavailableError
+from cityos_interoperability.ngsild.facade import KnowledgeFacade
 from cityos_interoperability.ngsild.jsonld.context import ContextResolver, ContextValue, TermMap
 from cityos_interoperability.ngsild.jsonld.documents import ContextDocumentLoader
 from cityos_interoperability.ngsild.routing import NgsiLdRoute
@@ -23,6 +24,8 @@ class ApiServices:
     resolver: ContextResolver
     hosted_contexts: HostedContexts | None
     route_class: type[NgsiLdRoute]
+    #: ``cityos_knowledge.service``'s facade; None in a process without a context store.
+    knowledge: KnowledgeFacade | None = None
 
     async def terms(self, context: ContextValue | None) -> TermMap:
         """The term map of a request's @context (fetching it off the event loop)."""

@@ -186,19 +186,22 @@ class Expander:
         #: In a partial update a main member may be missing (only metadata changes).
         self.partial = partial
 
-    def entity(self, body: object, *, require_id: bool = True) -> dict[str, Any]:
+    def entity(
+        self, body: object, *, require_id: bool = True, require_type: bool = True
+    ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise BadRequestDataError("an entity must be a JSON object")
         entity_id = body.get("id", body.get("@id"))
         if (require_id or entity_id is not None) and not is_uri(entity_id):
             raise BadRequestDataError(f"entity id {entity_id!r} is not a URI")
         types = body.get("type", body.get("@type"))
-        if types is None:
+        if types is None and require_type:
             raise BadRequestDataError("an entity needs a type")
         expanded: dict[str, Any] = {}
         if entity_id is not None:
             expanded["id"] = entity_id
-        expanded["type"] = self.types(types)
+        if types is not None:
+            expanded["type"] = self.types(types)
         if "scope" in body:
             expanded["scope"] = scopes(body["scope"])
         for name, value in body.items():

@@ -1,0 +1,169 @@
+"""``/entities/{entityId}/attrs[/{attrId}]`` (GS CIM 009 5.6.2-5.6.5, 5.6.19; 6.6, 6.7)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from cityos_interoperability.ngsild.api.common import check_entity_id, facade_of, request_terms
+from cityos_interoperability.ngsild.api.entities import ENTITY_BODY, WRITE
+from cityos_interoperability.ngsild.body import read_document
+from cityos_interoperability.ngsild.errors import BadRequestDataError
+from cityos_interoperability.ngsild.facade import AttributesOutcome
+from cityos_interoperability.ngsild.jsonld.context import TermMap
+from cityos_interoperability.ngsild.jsonld.expansion import Expander, check_name, is_uri
+from cityos_interoperability.ngsild.representation import parse_options
+from cityos_interoperability.ngsild.responses import json_response, no_content
+from cityos_interoperability.ngsild.services import ApiServices
+from cityos_interoperability.ngsild.tenant import TenantDep
+
+
+def outcome_response(outcome: AttributesOutcome, terms: TermMap) -> Response:
+    """204 when every attribute was changed, else 207 with updated / notUpdated (5.6.3)."""
+    if not outcome.not_updated:
+        return no_content()
+    body = {
+        "updated": [terms.compact(name) for name in outcome.updated],
+        "notUpdated": [
+            {"attributeName": terms.compact(name), "reason": reason}
+            for name, reason in outcome.not_updated
+        ],
+    }
+    return json_response(body, media_type="application/json", terms=terms, status_code=207)
+
+
+def build(services: ApiServices) -> APIRouter:
+    router = APIRouter(route_class=services.route_class, tags=["Entity attributes"])
+    max_bytes = services.settings.max_request_bytes
+
+    async def fragment_of(request: Request, *, partial: bool) -> tuple[TermMap, dict[str, object]]:
+        document = await read_document(request, max_bytes=max_bytes)
+        terms = await services.terms(document.context)
+        return terms, Expander(terms, partial=partial).fragment(document.body)
+
+    @router.post(
+        "/entities/{entityId}/attrs",
+        operation_id="appendAttrs",
+        dependencies=WRITE,
+        openapi_extra={"requestBody": ENTITY_BODY},
+        responses={204: {"description": "All appended"}, 207: {"description": "Partly"}},
+    )
+    async def append_attributes(
+        request: Request,
+        entityId: str,  # noqa: N803
+        tenant: TenantDep,
+        options: str | None = None,
+    ) -> Response:
+        """Append attributes to an entity (options=noOverwrite keeps existing ones)."""
+        check_entity_id(entityId)
+        _, flags = parse_options(options, None, allowed=("noOverwrite",))
+        terms, fragment = await fragment_of(request, partial=False)
+        outcome = await run_in_threadpool(
+            lambda: facade_of(services).append_attributes(
+                tenant, entityId, fragment, overwrite="noOverwrite" not in flags
+            )
+        )
+        return outcome_response(outcome, terms)
+
+    @router.patch(
+        "/entities/{entityId}/attrs",
+        operation_id="updateAttrs",
+        dependencies=WRITE,
+        openapi_extra={"requestBody": ENTITY_BODY},
+        responses={204: {"description": "All updated"}, 207: {"description": "Partly"}},
+    )
+    async def update_attributes(
+        request: Request,
+        entityId: str,  # noqa: N803
+        tenant: TenantDep,
+    ) -> Response:
+        """Update existing attributes of an entity."""
+        check_entity_id(entityId)
+        terms, fragment = await fragment_of(request, partial=False)
+        outcome = await run_in_threadpool(
+            facade_of(services).update_attributes, tenant, entityId, fragment
+        )
+        return outcome_response(outcome, terms)
+
+    @router.patch(
+        "/entities/{entityId}/attrs/{attrId}",
+        operation_id="partialAttrUpdate",
+        status_code=204,
+        dependencies=WRITE,
+        openapi_extra={"requestBody": ENTITY_BODY},
+    )
+    async def update_attribute(
+        request: Request,
+        entityId: str,  # noqa: N803
+        attrId: str,  # noqa: N803
+        tenant: TenantDep,
+    ) -> Response:
+        """Partially update one attribute (only the members sent change)."""
+        check_entity_id(entityId)
+        check_name(attrId, "attribute name")
+        document = await read_document(request, max_bytes=max_bytes)
+        terms = await services.terms(document.context)
+        if not isinstance(document.body, dict):
+            raise BadRequestDataError("the attribute fragment must be a JSON object")
+        name = terms.expand(attrId)
+        fragment = Expander(terms, partial=True).attribute(document.body, attrId)
+        await run_in_threadpool(
+            facade_of(services).update_attribute, tenant, entityId, name, fragment
+        )
+        return no_content()
+
+    @router.put(
+        "/entities/{entityId}/attrs/{attrId}",
+        operation_id="replaceEntityAttr",
+        status_code=204,
+        dependencies=WRITE,
+        openapi_extra={"requestBody": ENTITY_BODY},
+    )
+    async def replace_attribute(
+        request: Request,
+        entityId: str,  # noqa: N803
+        attrId: str,  # noqa: N803
+        tenant: TenantDep,
+    ) -> Response:
+        """Replace one attribute."""
+        check_entity_id(entityId)
+        check_name(attrId, "attribute name")
+        document = await read_document(request, max_bytes=max_bytes)
+        terms = await services.terms(document.context)
+        name = terms.expand(attrId)
+        attribute = Expander(terms).attribute(document.body, attrId)
+        await run_in_threadpool(
+            facade_of(services).replace_attribute, tenant, entityId, name, attribute
+        )
+        return no_content()
+
+    @router.delete(
+        "/entities/{entityId}/attrs/{attrId}",
+        operation_id="removeEntityAttr",
+        status_code=204,
+        dependencies=WRITE,
+    )
+    async def delete_attribute(
+        request: Request,
+        entityId: str,  # noqa: N803
+        attrId: str,  # noqa: N803
+        tenant: TenantDep,
+        datasetId: str | None = None,  # noqa: N803
+        deleteAll: bool = False,  # noqa: N803
+    ) -> Response:
+        """Delete one attribute (one datasetId, or every instance with deleteAll)."""
+        check_entity_id(entityId)
+        check_name(attrId, "attribute name")
+        if datasetId is not None and not is_uri(datasetId):
+            raise BadRequestDataError("datasetId must be a URI")
+        terms = await request_terms(services, request)
+        name = terms.expand(attrId)
+        await run_in_threadpool(
+            lambda: facade_of(services).delete_attribute(
+                tenant, entityId, name, dataset_id=datasetId, delete_all=deleteAll
+            )
+        )
+        return no_content()
+
+    return router

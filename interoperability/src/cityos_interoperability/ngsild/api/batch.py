@@ -1,0 +1,179 @@
+"""``/entityOperations/*`` (GS CIM 009 5.6.7-5.6.10, 5.6.20, 5.7.2; 6.14-6.17, 6.31, 6.23).
+
+Every entity of a batch is checked on its own: one that cannot be expanded (bad shape, an
+@context that cannot be fetched) is reported in ``errors`` with its ProblemDetails while the
+others go to the facade. The answer is 201 (create, all new) or 204 (all done) when nothing
+failed, else 207 with ``{"success": [ids], "errors": [{"entityId", "error"}]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from cityos_interoperability.ngsild.api.common import facade_of
+from cityos_interoperability.ngsild.api.entities import WRITE
+from cityos_interoperability.ngsild.body import read_document
+from cityos_interoperability.ngsild.errors import (
+    BadRequestDataError,
+    NgsiLdError,
+    translate_domain_error,
+)
+from cityos_interoperability.ngsild.facade import BatchOperation, BatchOutcome
+from cityos_interoperability.ngsild.jsonld.expansion import Expander, is_uri
+from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD
+from cityos_interoperability.ngsild.representation import parse_options
+from cityos_interoperability.ngsild.responses import no_content
+from cityos_interoperability.ngsild.services import ApiServices
+from cityos_interoperability.ngsild.tenant import TenantDep
+
+BATCH_BODY = {
+    "required": True,
+    "content": {
+        media_type: {"schema": {"type": "array", "items": {"type": "object"}}}
+        for media_type in (JSON, JSON_LD)
+    },
+}
+DELETE_BODY = {
+    "required": True,
+    "content": {JSON: {"schema": {"type": "array", "items": {"type": "string"}}}},
+}
+
+
+def _problem(error: Exception) -> dict[str, Any]:
+    if isinstance(error, NgsiLdError):
+        return error.problem()
+    translated = translate_domain_error(error)
+    if translated is not None:
+        return translated.problem()
+    return {
+        "type": "https://uri.etsi.org/ngsi-ld/errors/InternalError",
+        "title": "Internal error",
+        "status": 500,
+        "detail": type(error).__name__,
+    }
+
+
+def batch_response(
+    outcome: BatchOutcome, rejected: list[tuple[str, Exception]], *, created: bool
+) -> Response:
+    errors = [*rejected, *outcome.errors]
+    if not errors:
+        if created:
+            return Response(orjson.dumps(outcome.success), status_code=201, media_type=JSON)
+        return no_content()
+    body = {
+        "success": outcome.success,
+        "errors": [
+            {"entityId": entity_id, "error": _problem(error)} for entity_id, error in errors
+        ],
+    }
+    return Response(orjson.dumps(body), status_code=207, media_type=JSON)
+
+
+def build(services: ApiServices) -> APIRouter:
+    router = APIRouter(route_class=services.route_class, tags=["Batch operations"])
+    settings = services.settings
+
+    async def read_batch(request: Request) -> list[Any]:
+        document = await read_document(
+            request, max_bytes=settings.max_request_bytes, context_per_item=True
+        )
+        if not isinstance(document.body, list) or not document.body:
+            raise BadRequestDataError("a batch body must be a non-empty JSON array")
+        if len(document.body) > settings.max_batch_entities:
+            raise BadRequestDataError(
+                f"a batch may carry at most {settings.max_batch_entities} entities"
+            )
+        link = None if document.media_type == JSON_LD else document.context
+        return [(item, link) for item in document.body]
+
+    async def expand_all(
+        items: list[Any], *, partial: bool
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, Exception]]]:
+        accepted: list[dict[str, Any]] = []
+        rejected: list[tuple[str, Exception]] = []
+        for item, link_context in items:
+            entity_id = item.get("id", "") if isinstance(item, dict) else ""
+            try:
+                context = item.get("@context") if isinstance(item, dict) else None
+                terms = await services.terms(context if context is not None else link_context)
+                accepted.append(
+                    Expander(terms, partial=partial).entity(item, require_type=not partial)
+                )
+            except NgsiLdError as error:
+                rejected.append((str(entity_id), error))
+        return accepted, rejected
+
+    async def run(
+        tenant: str | None,
+        operation: BatchOperation,
+        entities: list[dict[str, Any]],
+        overwrite: bool = True,
+    ) -> BatchOutcome:
+        if not entities:
+            return BatchOutcome()
+        facade = facade_of(services)
+        return await run_in_threadpool(
+            lambda: facade.batch(tenant, operation, entities, overwrite=overwrite)
+        )
+
+    def operation_route(
+        operation: Literal["create", "upsert", "update", "merge"], summary: str
+    ) -> None:
+        async def handler(
+            request: Request, tenant: TenantDep, options: str | None = None
+        ) -> Response:
+            _, flags = parse_options(options, None, allowed=("replace", "update", "noOverwrite"))
+            entities, rejected = await expand_all(
+                await read_batch(request), partial=operation in ("update", "merge")
+            )
+            outcome = await run(tenant, operation, entities, "noOverwrite" not in flags)
+            return batch_response(outcome, rejected, created=operation == "create")
+
+        handler.__doc__ = summary
+        router.add_api_route(
+            f"/entityOperations/{operation}",
+            handler,
+            methods=["POST"],
+            operation_id=f"batchEntity{operation.capitalize()}",
+            dependencies=WRITE,
+            openapi_extra={"requestBody": BATCH_BODY},
+            responses={207: {"description": "Some entities failed: success and errors arrays"}},
+            name=f"batch_{operation}",
+        )
+
+    operation_route("create", "Create several entities.")
+    operation_route("upsert", "Create or replace (options=update: update) several entities.")
+    operation_route("update", "Update attributes of several entities.")
+    operation_route("merge", "Merge several entities (merge-patch).")
+
+    @router.post(
+        "/entityOperations/delete",
+        operation_id="batchEntityDelete",
+        dependencies=WRITE,
+        openapi_extra={"requestBody": DELETE_BODY},
+        responses={207: {"description": "Some entities failed: success and errors arrays"}},
+    )
+    async def batch_delete(request: Request, tenant: TenantDep) -> Response:
+        """Delete several entities by id."""
+        document = await read_document(
+            request, max_bytes=settings.max_request_bytes, accepted=(JSON, JSON_LD)
+        )
+        ids = document.body
+        if not isinstance(ids, list) or not ids:
+            raise BadRequestDataError("the body must be a non-empty array of entity ids")
+        good = [item for item in ids if is_uri(item)]
+        rejected: list[tuple[str, Exception]] = [
+            (str(item), BadRequestDataError(f"{item!r} is not an entity id"))
+            for item in ids
+            if not is_uri(item)
+        ]
+        outcome = await run(tenant, "delete", [{"id": item} for item in good])
+        return batch_response(outcome, rejected, created=False)
+
+    return router

@@ -1,0 +1,139 @@
+"""``/types`` and ``/attributes`` (GS CIM 009 5.7.5-5.7.10; 6.25-6.28): what the store holds."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from cityos_interoperability.ngsild.api.common import facade_of, request_terms
+from cityos_interoperability.ngsild.api.entities import READ
+from cityos_interoperability.ngsild.errors import ResourceNotFoundError
+from cityos_interoperability.ngsild.jsonld.context import TermMap
+from cityos_interoperability.ngsild.jsonld.expansion import check_name
+from cityos_interoperability.ngsild.negotiation import JSON_REPRESENTATIONS, choose_representation
+from cityos_interoperability.ngsild.responses import json_response
+from cityos_interoperability.ngsild.services import ApiServices
+from cityos_interoperability.ngsild.tenant import TenantDep
+
+DetailsParam = Annotated[bool, Query(description="Full information instead of names only")]
+
+
+def build(services: ApiServices) -> APIRouter:
+    router = APIRouter(route_class=services.route_class, tags=["Discovery"])
+
+    async def respond(request: Request, terms: TermMap, body: Any) -> Response:
+        media_type = choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
+        return json_response(body, media_type=media_type, terms=terms)
+
+    async def attribute_rows(tenant: str | None) -> list[dict[str, Any]]:
+        return await run_in_threadpool(facade_of(services).attributes, tenant)
+
+    @router.get("/types", operation_id="retrieveEntityTypes", dependencies=READ)
+    async def list_types(
+        request: Request, tenant: TenantDep, details: DetailsParam = False, local: bool = False
+    ) -> Response:
+        """List the entity types present."""
+        terms = await request_terms(services, request)
+        types = await run_in_threadpool(facade_of(services).entity_types, tenant)
+        if details:
+            body: Any = [
+                {
+                    "id": row["type"],
+                    "type": "EntityType",
+                    "typeName": terms.compact(row["type"]),
+                    "attributeNames": [terms.compact(n) for n in row.get("attributeNames", [])],
+                }
+                for row in types
+            ]
+        else:
+            body = {
+                "id": f"urn:ngsi-ld:EntityTypeList:{uuid.uuid4()}",
+                "type": "EntityTypeList",
+                "typeList": [terms.compact(row["type"]) for row in types],
+            }
+        return await respond(request, terms, body)
+
+    @router.get("/types/{type}", operation_id="retrieveEntityTypeInfo", dependencies=READ)
+    async def type_info(
+        request: Request,
+        type: str,
+        tenant: TenantDep,
+        local: bool = False,
+    ) -> Response:
+        """Details of one entity type: how many entities, which attributes."""
+        check_name(type, "entity type")
+        terms = await request_terms(services, request)
+        iri = terms.expand(type)
+        types = await run_in_threadpool(facade_of(services).entity_types, tenant)
+        row = next((item for item in types if item["type"] == iri), None)
+        if row is None:
+            raise ResourceNotFoundError(f"no entity of type {type!r} exists")
+        attributes = {a["name"]: a for a in await attribute_rows(tenant)}
+        body = {
+            "id": iri,
+            "type": "EntityTypeInfo",
+            "typeName": terms.compact(iri),
+            "entityCount": row.get("entityCount", 0),
+            "attributeDetails": [
+                {
+                    "id": name,
+                    "type": "Attribute",
+                    "attributeName": terms.compact(name),
+                    "attributeTypes": attributes.get(name, {}).get("attributeTypes", []),
+                }
+                for name in row.get("attributeNames", [])
+            ],
+        }
+        return await respond(request, terms, body)
+
+    @router.get("/attributes", operation_id="retrieveAttrTypes", dependencies=READ)
+    async def list_attributes(
+        request: Request, tenant: TenantDep, details: DetailsParam = False, local: bool = False
+    ) -> Response:
+        """List the attribute names present."""
+        terms = await request_terms(services, request)
+        rows = await attribute_rows(tenant)
+        if details:
+            body: Any = [_attribute(terms, row, with_count=False) for row in rows]
+        else:
+            body = {
+                "id": f"urn:ngsi-ld:AttributeList:{uuid.uuid4()}",
+                "type": "AttributeList",
+                "attributeList": [terms.compact(row["name"]) for row in rows],
+            }
+        return await respond(request, terms, body)
+
+    @router.get("/attributes/{attrId}", operation_id="retrieveAttrTypeInfo", dependencies=READ)
+    async def attribute_info(
+        request: Request,
+        attrId: str,  # noqa: N803
+        tenant: TenantDep,
+        local: bool = False,
+    ) -> Response:
+        """Details of one attribute: how often, which attribute types, on which types."""
+        check_name(attrId, "attribute name")
+        terms = await request_terms(services, request)
+        iri = terms.expand(attrId)
+        row = next((item for item in await attribute_rows(tenant) if item["name"] == iri), None)
+        if row is None:
+            raise ResourceNotFoundError(f"no entity has an attribute {attrId!r}")
+        return await respond(request, terms, _attribute(terms, row, with_count=True))
+
+    return router
+
+
+def _attribute(terms: TermMap, row: dict[str, Any], *, with_count: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": row["name"],
+        "type": "Attribute",
+        "attributeName": terms.compact(row["name"]),
+        "attributeTypes": row.get("attributeTypes", []),
+        "typeNames": [terms.compact(t) for t in row.get("typeNames", [])],
+    }
+    if with_count:
+        body["attributeCount"] = row.get("count", 0)
+    return body

@@ -1,0 +1,322 @@
+"""``/entities`` and ``/entities/{entityId}`` (GS CIM 009 5.6, 5.7; 6.4, 6.5).
+
+Each route: parse and check the request (media type, @context, representation options),
+expand the body with the request's @context, call the knowledge facade in a worker thread
+(it is blocking: SQLAlchemy on psycopg2), render the result. Attribute routes live in
+:mod:`.attributes`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from cityos_interoperability.ngsild.api.common import (
+    AttrsParam,
+    FormatParam,
+    GeometryPropertyParam,
+    LangParam,
+    OmitParam,
+    OptionsParam,
+    PickParam,
+    check_entity_id,
+    entity_media_type,
+    expand_attrs,
+    facade_of,
+    render_entities,
+    representation,
+    request_terms,
+)
+from cityos_interoperability.ngsild.body import read_document
+from cityos_interoperability.ngsild.errors import (
+    BadRequestDataError,
+    TooManyResultsError,
+)
+from cityos_interoperability.ngsild.facade import EntityQuery
+from cityos_interoperability.ngsild.jsonld.expansion import Expander
+from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, MERGE_PATCH
+from cityos_interoperability.ngsild.responses import no_content
+from cityos_interoperability.ngsild.services import ApiServices
+from cityos_interoperability.ngsild.tenant import TenantDep
+from cityos_support.security import require
+
+ENTITY_BODY = {
+    "required": True,
+    "content": {
+        JSON: {"schema": {"type": "object"}},
+        JSON_LD: {"schema": {"type": "object", "required": ["@context"]}},
+    },
+}
+MERGE_BODY = {
+    "required": True,
+    "content": {**ENTITY_BODY["content"], MERGE_PATCH: {"schema": {"type": "object"}}},  # type: ignore[dict-item]
+}
+
+READ = [Depends(require("entities:read"))]
+WRITE = [Depends(require("entities:write"))]
+
+
+def build(services: ApiServices) -> APIRouter:
+    router = APIRouter(route_class=services.route_class, tags=["Entities"])
+    settings = services.settings
+
+    def query_from(
+        terms_expand: Any,
+        *,
+        id_: str | None,
+        id_pattern: str | None,
+        type_: str | None,
+        attrs: list[str] | None,
+        q: str | None,
+        scope_q: str | None,
+        georel: str | None,
+        geometry: str | None,
+        coordinates: str | None,
+        geoproperty: str | None,
+        limit: int | None,
+        offset: int,
+        count: bool,
+        sys_attrs: bool,
+    ) -> EntityQuery:
+        if limit is not None and limit > settings.max_page_size:
+            raise TooManyResultsError(
+                f"limit {limit} is more than the maximum page size {settings.max_page_size}"
+            )
+        if limit is not None and limit == 0 and not count:
+            raise BadRequestDataError("limit=0 is only allowed with count=true")
+        geo_parts = [part is not None for part in (georel, geometry, coordinates)]
+        if any(geo_parts) and not all(geo_parts):
+            raise BadRequestDataError("georel, geometry and coordinates go together")
+        ids = [check_entity_id(item) for item in id_.split(",")] if id_ else None
+        return EntityQuery(
+            expand=terms_expand,
+            ids=ids,
+            id_pattern=id_pattern,
+            type=type_,
+            attrs=attrs,
+            q=q,
+            scope_q=scope_q,
+            georel=georel,
+            geometry=geometry,
+            coordinates=coordinates,
+            geoproperty=geoproperty,
+            limit=settings.default_page_size if limit is None else limit,
+            offset=offset,
+            count=count,
+            sys_attrs=sys_attrs,
+        )
+
+    @router.post(
+        "/entities",
+        operation_id="createEntity",
+        status_code=201,
+        dependencies=WRITE,
+        openapi_extra={"requestBody": ENTITY_BODY},
+        responses={201: {"description": "Created; Location names the entity"}},
+    )
+    async def create_entity(request: Request, tenant: TenantDep) -> Response:
+        """Create an entity."""
+        document = await read_document(request, max_bytes=settings.max_request_bytes)
+        terms = await services.terms(document.context)
+        entity = Expander(terms).entity(document.body)
+        await run_in_threadpool(facade_of(services).create_entity, tenant, entity)
+        return Response(
+            status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{entity['id']}"}
+        )
+
+    @router.get("/entities", operation_id="queryEntities", dependencies=READ)
+    async def query_entities(
+        request: Request,
+        tenant: TenantDep,
+        id: str | None = None,
+        idPattern: str | None = None,  # noqa: N803
+        type: str | None = None,
+        attrs: AttrsParam = None,
+        q: str | None = None,
+        scopeQ: str | None = None,  # noqa: N803
+        georel: str | None = None,
+        geometry: str | None = None,
+        coordinates: str | None = None,
+        geoproperty: str | None = None,
+        geometry_property: GeometryPropertyParam = None,
+        options: OptionsParam = None,
+        format: FormatParam = None,
+        pick: PickParam = None,
+        omit: OmitParam = None,
+        lang: LangParam = None,
+        limit: Annotated[int | None, Query(ge=0)] = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        count: bool = False,
+        local: bool = False,
+    ) -> Response:
+        """Query entities by id, type, attributes, q, scope and geometry."""
+        media_type = entity_media_type(request)
+        rep = representation(options, format, pick, omit, lang)
+        terms = await request_terms(services, request)
+        query = query_from(
+            terms.expand,
+            id_=id,
+            id_pattern=idPattern,
+            type_=type,
+            attrs=expand_attrs(terms, attrs),
+            q=q,
+            scope_q=scopeQ,
+            georel=georel,
+            geometry=geometry,
+            coordinates=coordinates,
+            geoproperty=geoproperty,
+            limit=limit,
+            offset=offset,
+            count=count,
+            sys_attrs=rep.sys_attrs,
+        )
+        page = await run_in_threadpool(facade_of(services).query_entities, tenant, query)
+        headers = {}
+        if count and page.total is not None:
+            headers["NGSILD-Results-Count"] = str(page.total)
+        return await render_entities(
+            request,
+            media_type,
+            terms,
+            rep,
+            page.entities,
+            single=False,
+            geometry_property=geometry_property,
+            headers=headers,
+        )
+
+    @router.delete("/entities", operation_id="purgeEntities", status_code=204, dependencies=WRITE)
+    async def purge_entities(
+        request: Request,
+        tenant: TenantDep,
+        id: str | None = None,
+        idPattern: str | None = None,  # noqa: N803
+        type: str | None = None,
+        q: str | None = None,
+        scopeQ: str | None = None,  # noqa: N803
+        georel: str | None = None,
+        geometry: str | None = None,
+        coordinates: str | None = None,
+        geoproperty: str | None = None,
+    ) -> Response:
+        """Delete every entity matching the filters (purge)."""
+        if not any((id, idPattern, type, q, scopeQ, georel)):
+            raise BadRequestDataError(
+                "purge needs at least one of id, idPattern, type, q, scopeQ, georel"
+            )
+        terms = await request_terms(services, request)
+        query = query_from(
+            terms.expand,
+            id_=id,
+            id_pattern=idPattern,
+            type_=type,
+            attrs=None,
+            q=q,
+            scope_q=scopeQ,
+            georel=georel,
+            geometry=geometry,
+            coordinates=coordinates,
+            geoproperty=geoproperty,
+            limit=None,
+            offset=0,
+            count=False,
+            sys_attrs=False,
+        )
+        await run_in_threadpool(facade_of(services).purge_entities, tenant, query)
+        return no_content()
+
+    @router.get("/entities/{entityId}", operation_id="retrieveEntity", dependencies=READ)
+    async def retrieve_entity(
+        request: Request,
+        entityId: str,  # noqa: N803
+        tenant: TenantDep,
+        attrs: AttrsParam = None,
+        type: str | None = None,
+        geometry_property: GeometryPropertyParam = None,
+        options: OptionsParam = None,
+        format: FormatParam = None,
+        pick: PickParam = None,
+        omit: OmitParam = None,
+        lang: LangParam = None,
+        local: bool = False,
+    ) -> Response:
+        """Retrieve one entity."""
+        check_entity_id(entityId)
+        media_type = entity_media_type(request)
+        rep = representation(options, format, pick, omit, lang)
+        terms = await request_terms(services, request)
+        entity = await run_in_threadpool(
+            lambda: facade_of(services).retrieve_entity(
+                tenant, entityId, attrs=expand_attrs(terms, attrs), sys_attrs=rep.sys_attrs
+            )
+        )
+        return await render_entities(
+            request,
+            media_type,
+            terms,
+            rep,
+            [entity],
+            single=True,
+            geometry_property=geometry_property,
+        )
+
+    @router.put(
+        "/entities/{entityId}",
+        operation_id="replaceEntity",
+        status_code=204,
+        dependencies=WRITE,
+        openapi_extra={"requestBody": ENTITY_BODY},
+    )
+    async def replace_entity(request: Request, entityId: str, tenant: TenantDep) -> Response:  # noqa: N803
+        """Replace an entity with the one in the body."""
+        check_entity_id(entityId)
+        document = await read_document(request, max_bytes=settings.max_request_bytes)
+        terms = await services.terms(document.context)
+        body = document.body
+        if isinstance(body, dict) and body.get("id", entityId) != entityId:
+            raise BadRequestDataError("the body's id differs from the entity id in the URL")
+        entity = Expander(terms).entity(
+            {**body, "id": entityId} if isinstance(body, dict) else body
+        )
+        await run_in_threadpool(facade_of(services).replace_entity, tenant, entity)
+        return no_content()
+
+    @router.patch(
+        "/entities/{entityId}",
+        operation_id="mergeEntity",
+        status_code=204,
+        dependencies=WRITE,
+        openapi_extra={"requestBody": MERGE_BODY},
+    )
+    async def merge_entity(request: Request, entityId: str, tenant: TenantDep) -> Response:  # noqa: N803
+        """Merge the body into an entity (merge-patch)."""
+        check_entity_id(entityId)
+        document = await read_document(
+            request, max_bytes=settings.max_request_bytes, accepted=(JSON, JSON_LD, MERGE_PATCH)
+        )
+        terms = await services.terms(document.context)
+        body = document.body
+        if isinstance(body, dict) and body.get("id", entityId) != entityId:
+            raise BadRequestDataError("the body's id differs from the entity id in the URL")
+        fragment = Expander(terms, partial=True).fragment(body)
+        await run_in_threadpool(facade_of(services).merge_entity, tenant, entityId, fragment)
+        return no_content()
+
+    @router.delete(
+        "/entities/{entityId}", operation_id="deleteEntity", status_code=204, dependencies=WRITE
+    )
+    async def delete_entity(
+        entityId: str,  # noqa: N803
+        tenant: TenantDep,
+        type: str | None = None,
+        local: bool = False,
+    ) -> Response:
+        """Delete an entity."""
+        check_entity_id(entityId)
+        await run_in_threadpool(facade_of(services).delete_entity, tenant, entityId)
+        return no_content()
+
+    return router
