@@ -21,6 +21,12 @@ from cityos_acquisition.registry.postgres import PostgresRegistryStore
 from cityos_acquisition.registry.service import Registry
 from cityos_acquisition.registry.store import MemoryRegistryStore, RegistryStore
 from cityos_acquisition.settings import AcquisitionSettings
+from cityos_acquisition.transports.mqtt import MqttIngestService
+from cityos_acquisition.transports.mqtt_topics import (
+    CHIRPSTACK_SUBSCRIPTIONS,
+    IOT_AGENT_SUBSCRIPTIONS,
+    THINGS_STACK_SUBSCRIPTIONS,
+)
 from cityos_kernel.bus.port import Bus
 from cityos_kernel.database import sqlalchemy_url
 from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec, ReadinessCheck
@@ -38,6 +44,7 @@ class AcquisitionParts:
     pipeline: IngestPipeline
     pending: PendingCommands
     parts: LayerParts
+    mqtt: MqttIngestService | None = None
 
 
 def build_parts(
@@ -54,7 +61,32 @@ def build_parts(
         routers=[provisioning_router(registry), southbound_router(pipeline, bus, pending)],
         readiness=[ReadinessCheck("acquisition-registry", store.check)],
     )
-    return AcquisitionParts(registry, pipeline, pending, parts)
+    mqtt: MqttIngestService | None = None
+    if mqtt_url:
+        mqtt = MqttIngestService(
+            mqtt_url,
+            pipeline=pipeline,
+            bus=bus,
+            topics=subscriptions(settings),
+            client_id=settings.mqtt_client_id,
+            shared_group=settings.mqtt_shared_group,
+            max_inflight=settings.mqtt_max_inflight,
+            batch_max=settings.batch_max,
+            batch_wait=settings.batch_wait_ms / 1000,
+        )
+        parts.services.append(mqtt)
+        parts.readiness.append(ReadinessCheck("acquisition-mqtt", mqtt.check))
+    return AcquisitionParts(registry, pipeline, pending, parts, mqtt)
+
+
+def subscriptions(settings: AcquisitionSettings) -> list[str]:
+    """The MQTT topics to subscribe to, by which integrations are enabled."""
+    topics = list(IOT_AGENT_SUBSCRIPTIONS)
+    if settings.chirpstack:
+        topics += CHIRPSTACK_SUBSCRIPTIONS
+    if settings.things_stack:
+        topics += THINGS_STACK_SUBSCRIPTIONS
+    return topics
 
 
 class AcquisitionLayer:

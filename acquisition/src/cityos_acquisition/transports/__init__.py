@@ -1,0 +1,3 @@
+"""Transports: they only move bytes between the outside and the ingestion pipeline."""
+
+from __future__ import annotations

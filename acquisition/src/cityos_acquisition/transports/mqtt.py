@@ -1,0 +1,260 @@
+"""The MQTT transport: subscribe, hand messages to the pipeline, ack after the bus confirmed.
+
+paho's network thread only puts received messages on a queue (``on_message``); one worker
+thread takes them in batches, runs the pipeline, publishes the batch's records to the bus
+and acknowledges each message (paho manual acks) only when ``bus.publish`` has returned.
+The session is persistent (MQTT 5, ``clean_start=False`` with a session expiry), so the
+broker keeps unacknowledged messages and whatever arrives while the service is down, and
+delivers them again when it reconnects: a crash between receipt and confirmation loses
+nothing. A bus outage stalls acknowledgements; ``ReceiveMaximum`` then stops the broker
+from sending more until the bus is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from cityos_acquisition.ingest import metrics
+from cityos_acquisition.ingest.inbound import Inbound
+from cityos_acquisition.ingest.pipeline import IngestPipeline, Outcome
+from cityos_acquisition.transports.mqtt_topics import route_topic
+from cityos_kernel.bus.port import Bus, BusError, Record
+from cityos_kernel.errors import DependencyUnavailableError
+
+logger = logging.getLogger(__name__)
+
+#: The broker keeps the session (subscriptions, unacknowledged messages) this long offline.
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+
+
+def mqtt_address(url: str) -> tuple[str, int, str | None, str | None, bool]:
+    parts = urlsplit(url)
+    if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+        raise ValueError(f"not an mqtt:// URL: {url}")
+    default_port = 8883 if parts.scheme == "mqtts" else 1883
+    return (
+        parts.hostname,
+        parts.port or default_port,
+        parts.username,
+        parts.password,
+        parts.scheme == "mqtts",
+    )
+
+
+def to_inbound(message: mqtt.MQTTMessage, received_at: datetime) -> Inbound:
+    """A received MQTT message as pipeline input (an unknown topic becomes a dead letter)."""
+    topic = message.topic
+    route = route_topic(topic)
+    if route is None:
+        return Inbound("mqtt", "auto", bytes(message.payload), received_at, topic=topic)
+    return Inbound(
+        transport=route.transport,
+        kind=route.kind,
+        payload=bytes(message.payload),
+        received_at=received_at,
+        topic=topic,
+        apikey=route.apikey,
+        device_id=route.device_id,
+        attribute=route.attribute,
+    )
+
+
+class MqttIngestService:
+    """A :class:`cityos_kernel.layer.BackgroundService` that ingests device MQTT traffic."""
+
+    name = "acquisition-mqtt"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pipeline: IngestPipeline,
+        bus: Bus,
+        topics: Sequence[str],
+        client_id: str,
+        shared_group: str | None = None,
+        max_inflight: int = 1000,
+        batch_max: int = 500,
+        batch_wait: float = 0.005,
+        retry_backoff: tuple[float, float] = (0.2, 10.0),
+        session_expiry: int = SESSION_EXPIRY_SECONDS,
+    ) -> None:
+        self._session_expiry = session_expiry
+        self._address = mqtt_address(url)
+        self._pipeline = pipeline
+        self._bus = bus
+        self._topics = [f"$share/{shared_group}/{t}" if shared_group else t for t in topics]
+        self._client_id = client_id
+        self._max_inflight = max_inflight
+        self._batch_max = batch_max
+        self._batch_wait = batch_wait
+        self._retry_backoff = retry_backoff
+        self._queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self.acknowledged = 0
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        host, port, username, password, tls = self._address
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if username:
+            client.username_pw_set(username, password)
+        if tls:
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.reconnect_delay_set(1, 10)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._session_expiry
+        properties.ReceiveMaximum = self._max_inflight
+        client.connect_async(host, port, keepalive=30, clean_start=False, properties=properties)
+        self._client = client
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._run, name="acquisition-mqtt", daemon=True)
+        self._worker.start()
+        client.loop_start()
+
+    def stop(self) -> None:
+        """Finish the batch in hand (acknowledged if confirmed), then disconnect."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(15)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        self._connected.clear()
+
+    def wait_connected(self, timeout: float = 10.0) -> None:
+        if not self._connected.wait(timeout):
+            raise DependencyUnavailableError(f"no MQTT connection within {timeout}s")
+
+    def check(self) -> str:
+        if not self._connected.is_set():
+            raise DependencyUnavailableError("the acquisition MQTT client is not connected")
+        return f"subscribed as {self._client_id}, {self.acknowledged} messages acknowledged"
+
+    # -- paho callbacks (network thread): hand over, nothing else ----------------------
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason_code: object,
+        properties: object,
+    ) -> None:
+        if getattr(reason_code, "is_failure", False):
+            logger.error("MQTT broker refused the connection: %s", reason_code)
+            return
+        options = SubscribeOptions(qos=1)
+        client.subscribe([(topic, options) for topic in self._topics])
+        logger.info("MQTT connected as %s, %d subscriptions", self._client_id, len(self._topics))
+
+    def _on_subscribe(self, *args: object) -> None:
+        self._connected.set()
+
+    def _on_disconnect(self, *args: object) -> None:
+        self._connected.clear()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._queue.put(message)
+
+    # -- worker thread ------------------------------------------------------------------
+    def _next_batch(self) -> list[mqtt.MQTTMessage]:
+        try:
+            batch = [self._queue.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self._batch_wait
+        while len(batch) < self._batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=remaining))
+                except queue.Empty:
+                    break
+        return batch
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if batch:
+                try:
+                    self._handle(batch)
+                except Exception:
+                    # Unacknowledged: the broker delivers these again after a reconnect.
+                    logger.exception("MQTT batch of %d failed; not acknowledged", len(batch))
+
+    def _handle(self, batch: list[mqtt.MQTTMessage]) -> None:
+        started = time.perf_counter()
+        received_at = datetime.now(UTC)
+        work: list[tuple[mqtt.MQTTMessage, Inbound, Outcome]] = []
+        for message in batch:
+            inbound = to_inbound(message, received_at)
+            if inbound.kind == "auto" and inbound.device_id is None:
+                reason = f"unrecognised topic {message.topic}"
+                outcome = Outcome(rejected=reason)
+                outcome.records.append(self._pipeline.dead_letter(inbound, reason))
+                metrics.DEAD_LETTERS.labels("mqtt", "topic").inc()
+            else:
+                outcome = self._pipeline.process(inbound)
+            work.append((message, inbound, outcome))
+        records = [record for _, _, outcome in work for record in outcome.records]
+        if not self._publish(records):
+            return
+        assert self._client is not None
+        for message, inbound, outcome in work:
+            self._client.ack(message.mid, message.qos)
+            self._pipeline.accepted(inbound, outcome)
+        self.acknowledged += len(work)
+        metrics.BATCH_SECONDS.labels("mqtt").observe(time.perf_counter() - started)
+
+    def _publish(self, records: list[Record]) -> bool:
+        """Publish until the bus confirms; ``False`` if stopping first (nothing is acked)."""
+        backoff = self._retry_backoff[0]
+        while True:
+            try:
+                if records:
+                    self._bus.publish(records)
+                return True
+            except BusError as exc:
+                metrics.PUBLISH_FAILURES.labels("mqtt").inc()
+                logger.warning("bus did not confirm %d records, retrying: %s", len(records), exc)
+            if self._stop.wait(backoff):
+                return False
+            backoff = min(backoff * 2, self._retry_backoff[1])
+
+    # -- outgoing (commands) --------------------------------------------------------------
+    def send(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK."""
+        if self._client is None:
+            raise DependencyUnavailableError("the MQTT service is not started")
+        info = self._client.publish(topic, payload, qos=1)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise DependencyUnavailableError(f"the broker did not confirm {topic}")
