@@ -1,14 +1,18 @@
 """How the knowledge layer plugs into a cityos process (see ``cityos_kernel.layer``).
 
-It contributes its migration history (the stores), and, when the process has a database,
-the readiness check that shows the history layout.
+It contributes its migration history (the stores) and, when the process has a database,
+the ingest consumer, the outbox relay, the store maintenance and the readiness check that
+shows how history is kept.
 """
 
 from __future__ import annotations
 
 from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec, ReadinessCheck
+from cityos_knowledge.ingest.consumer import ingest_consumer
+from cityos_knowledge.outbox.relay import OutboxRelay
 from cityos_knowledge.settings import KnowledgeSettings
 from cityos_knowledge.store.database import MIGRATIONS, KnowledgeStore
+from cityos_knowledge.store.maintenance import StoreMaintenance
 
 
 def readiness(store: KnowledgeStore) -> ReadinessCheck:
@@ -38,7 +42,17 @@ class KnowledgeLayer:
             return LayerParts()
         settings = self._settings or KnowledgeSettings()
         store = KnowledgeStore.from_url(context.database_url, settings)
-        return LayerParts(readiness=[readiness(store)])
+        relay = OutboxRelay(
+            store,
+            context.bus,
+            interval=settings.knowledge_relay_interval_seconds,
+            keep_hours=settings.knowledge_outbox_keep_hours,
+        )
+        return LayerParts(
+            consumers=[ingest_consumer(store, context.bus, after_commit=relay.wake)],
+            services=[relay, StoreMaintenance(store)],
+            readiness=[readiness(store)],
+        )
 
 
 def create() -> KnowledgeLayer:

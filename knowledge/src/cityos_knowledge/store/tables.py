@@ -36,10 +36,10 @@ every key column is ``NOT NULL`` and plain unique indexes work.
   attribute name; ``dataset_id`` text (``'@none'`` for the default instance). Together the
   primary key.
 - ``kind`` text: Property, Relationship, GeoProperty, LanguageProperty, VocabProperty,
-  JsonProperty or ListProperty.
+  JsonProperty, ListProperty or ListRelationship.
 - ``value`` jsonb: the attribute's main member whatever its kind — ``value`` (Property,
   GeoProperty as GeoJSON, ListProperty ``valueList``), ``object`` (Relationship, a string or
-  a list), ``languageMap``, ``vocab``, ``json``.
+  a list), ``objectList`` (ListRelationship), ``languageMap``, ``vocab``, ``json``.
 - ``value_number`` double precision: ``value`` when it is a JSON number (booleans excluded),
   else NULL. Indexed with ``name``: use it for numeric comparisons and ranges.
 - ``value_text`` text: ``value`` when it is a JSON string (a Relationship's object, a
@@ -138,6 +138,7 @@ ATTRIBUTE_KINDS = (
     "VocabProperty",
     "JsonProperty",
     "ListProperty",
+    "ListRelationship",
 )
 
 _KIND_CHECK = "kind IN (" + ", ".join(f"'{kind}'" for kind in ATTRIBUTE_KINDS) + ")"

@@ -1,0 +1,1 @@
+"""NGSI-LD entities and attributes: their rows, validation and the SQL that writes them."""

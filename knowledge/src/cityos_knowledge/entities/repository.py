@@ -1,0 +1,350 @@
+"""SQL over one tenant's tables, shared by the ingest and the service facade.
+
+Every function takes a connection already bound to the tenant's schema
+(:func:`cityos_knowledge.store.database.bind_schema`) and inside the caller's transaction:
+the entry point (consumer loop, facade operation) owns the transaction. Writes are set-based
+(multi-row statements, COPY), never one statement per row.
+
+Locking rule: a write transaction locks the rows of the entities it touches
+(:func:`lock_entities`, in id order, so two writers never deadlock) before changing their
+attributes, so :func:`refresh_documents` always sees every committed attribute.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, bindparam, literal_column, select, text
+from sqlalchemy.dialects.postgresql import insert
+
+from cityos_knowledge.entities.attributes import AttributeRow, InstanceRow
+from cityos_knowledge.store.tables import attributes, entities
+
+
+@dataclass(frozen=True, slots=True)
+class EntityState:
+    """What a writer needs to know about an existing entity row."""
+
+    id: str
+    types: list[str]
+    scopes: list[str] | None
+    deleted: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EntityDocument:
+    """An entity after a write: its types and its whole expanded JSON."""
+
+    id: str
+    types: list[str]
+    entity: dict[str, Any]
+    created_at: datetime
+    modified_at: datetime
+
+
+def lock_entities(connection: Connection, ids: Iterable[str]) -> dict[str, EntityState]:
+    """Lock the existing rows among ``ids`` (FOR UPDATE, in id order) and describe them."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = connection.execute(
+        select(
+            entities.c.id,
+            entities.c.types,
+            entities.c.scopes,
+            entities.c.deleted_at,
+            entities.c.created_at,
+        )
+        .where(entities.c.id.in_(wanted))
+        .order_by(entities.c.id)
+        .with_for_update()
+    )
+    return {
+        row.id: EntityState(
+            row.id, list(row.types), row.scopes, row.deleted_at is not None, row.created_at
+        )
+        for row in rows
+    }
+
+
+def insert_new_entities(
+    connection: Connection, new: Sequence[tuple[str, list[str], list[str] | None]], now: datetime
+) -> set[str]:
+    """Insert (id, types, scopes) rows that do not exist; return the ids actually inserted."""
+    if not new:
+        return set()
+    statement = (
+        insert(entities)
+        .values(
+            [
+                {
+                    "id": entity_id,
+                    "types": types,
+                    "scopes": scopes,
+                    "created_at": now,
+                    "modified_at": now,
+                    "entity": {"id": entity_id, "type": types},
+                }
+                for entity_id, types, scopes in sorted(new)
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=[entities.c.id])
+        .returning(entities.c.id)
+    )
+    return set(connection.execute(statement).scalars())
+
+
+def revive_entities(
+    connection: Connection,
+    revived: Sequence[tuple[str, list[str], list[str] | None]],
+    now: datetime,
+) -> None:
+    """Give deleted entities a new life: new types and scopes, new createdAt, no deletedAt."""
+    if not revived:
+        return
+    connection.execute(
+        entities.update()
+        .where(entities.c.id == bindparam("b_id"))
+        .values(
+            types=bindparam("b_types"),
+            scopes=bindparam("b_scopes"),
+            created_at=now,
+            modified_at=now,
+            deleted_at=None,
+        ),
+        [{"b_id": i, "b_types": t, "b_scopes": s} for i, t, s in revived],
+    )
+
+
+def set_types(connection: Connection, changes: Sequence[tuple[str, list[str]]]) -> None:
+    """Replace the types of existing entities."""
+    if not changes:
+        return
+    connection.execute(
+        entities.update()
+        .where(entities.c.id == bindparam("b_id"))
+        .values(types=bindparam("b_types")),
+        [{"b_id": entity_id, "b_types": types} for entity_id, types in changes],
+    )
+
+
+def upsert_attributes(
+    connection: Connection,
+    rows: Sequence[tuple[str, AttributeRow]],
+    now: datetime,
+    *,
+    only_newer: bool,
+    keep_existing: bool = False,
+) -> list[tuple[str, str, str]]:
+    """Insert or overwrite current-state rows; return the (entity, name, dataset) written.
+
+    ``rows`` must hold each key once. With ``only_newer`` an existing row is overwritten only
+    by a strictly later observedAt (the ingest: a replayed or late observation never rolls
+    the current state back). With ``keep_existing`` existing rows are left alone
+    (``noOverwrite``).
+    """
+    if not rows:
+        return []
+    values = [
+        {"entity_id": entity_id, **row.columns(), "created_at": now, "modified_at": now}
+        for entity_id, row in rows
+    ]
+    statement = insert(attributes).values(values)
+    key = [attributes.c.entity_id, attributes.c.name, attributes.c.dataset_id]
+    if keep_existing:
+        upsert = statement.on_conflict_do_nothing(index_elements=key)
+    else:
+        excluded = statement.excluded
+        condition = None
+        if only_newer:
+            condition = attributes.c.observed_at.is_(None) | (
+                excluded.observed_at > attributes.c.observed_at
+            )
+        upsert = statement.on_conflict_do_update(
+            index_elements=key,
+            set_={
+                "kind": excluded.kind,
+                "value": excluded.value,
+                "value_number": excluded.value_number,
+                "value_text": excluded.value_text,
+                "geometry": literal_column("excluded.geometry"),
+                "observed_at": excluded.observed_at,
+                "unit_code": excluded.unit_code,
+                "body": excluded.body,
+                "modified_at": excluded.modified_at,
+            },
+            where=condition,
+        )
+    result = connection.execute(
+        upsert.returning(attributes.c.entity_id, attributes.c.name, attributes.c.dataset_id)
+    )
+    return [(row.entity_id, row.name, row.dataset_id) for row in result]
+
+
+def delete_attributes(
+    connection: Connection,
+    entity_id: str,
+    name: str | None = None,
+    dataset_id: str | None = None,
+) -> int:
+    """Delete current-state rows of an entity (all, one attribute, or one instance of it)."""
+    condition = attributes.c.entity_id == entity_id
+    if name is not None:
+        condition = and_(condition, attributes.c.name == name)
+    if dataset_id is not None:
+        condition = and_(condition, attributes.c.dataset_id == dataset_id)
+    return connection.execute(attributes.delete().where(condition)).rowcount
+
+
+def existing_attribute_keys(connection: Connection, entity_id: str) -> set[tuple[str, str]]:
+    """The (name, datasetId) pairs an entity has now."""
+    rows = connection.execute(
+        select(attributes.c.name, attributes.c.dataset_id).where(
+            attributes.c.entity_id == entity_id
+        )
+    )
+    return {(row.name, row.dataset_id) for row in rows}
+
+
+_DOCUMENT_SQL = """
+UPDATE {entities} AS e SET
+  entity = jsonb_build_object('id', e.id, 'type', to_jsonb(e.types))
+    || CASE WHEN e.scopes IS NULL THEN '{{}}'::jsonb
+            ELSE jsonb_build_object('scope', to_jsonb(e.scopes)) END
+    || coalesce((
+      SELECT jsonb_object_agg(grouped.name, grouped.document)
+      FROM (
+        SELECT a.name,
+               CASE WHEN count(*) = 1 THEN (array_agg(a.body))[1]
+                    ELSE jsonb_agg(a.body ORDER BY a.dataset_id) END AS document
+        FROM {attributes} AS a WHERE a.entity_id = e.id GROUP BY a.name
+      ) AS grouped
+    ), '{{}}'::jsonb),
+  modified_at = :now
+WHERE e.id = ANY(:ids)
+RETURNING e.id, e.types, e.entity, e.created_at, e.modified_at
+"""
+
+
+def refresh_documents(
+    connection: Connection, schema: str, ids: Iterable[str], now: datetime
+) -> dict[str, EntityDocument]:
+    """Rebuild the ``entity`` JSON of entities from their attribute rows; set modifiedAt."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    quote = connection.dialect.identifier_preparer.quote
+    sql = _DOCUMENT_SQL.format(
+        entities=f"{quote(schema)}.entities", attributes=f"{quote(schema)}.attributes"
+    )
+    rows = connection.execute(text(sql), {"now": now, "ids": wanted})
+    return {
+        row.id: EntityDocument(row.id, list(row.types), row.entity, row.created_at, row.modified_at)
+        for row in rows
+    }
+
+
+#: Columns of the staging table, in COPY order.
+_STAGING_COLUMNS = (
+    "entity_id",
+    "name",
+    "dataset_id",
+    "observed_at",
+    "has_observed_at",
+    "kind",
+    "unit_code",
+    "value_number",
+    "value",
+    "geometry",
+    "extras",
+)
+
+_STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS knowledge_instances_in (
+  entity_id text, name text, dataset_id text, observed_at timestamptz,
+  has_observed_at boolean, kind text, unit_code text, value_number double precision,
+  value jsonb, geometry text, extras jsonb
+) ON COMMIT DELETE ROWS
+"""
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float):
+        return repr(value)
+    return orjson.dumps(value).decode().translate(_COPY_ESCAPES)
+
+
+def copy_rows(
+    connection: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """COPY rows (tuples in ``columns`` order) into ``table`` in the current transaction."""
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write("\t".join(_copy_field(value) for value in row))
+        buffer.write("\n")
+    buffer.seek(0)
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    with dbapi_connection.cursor() as cursor:
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+
+
+def append_instances(connection: Connection, schema: str, instances: Sequence[InstanceRow]) -> int:
+    """Append history rows, ignoring those already stored (same entity, attribute, dataset
+    and observedAt); return how many were new.
+
+    The rows are COPied into a session-local staging table and moved with one
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING``: COPY is the fastest way in, and the
+    conflict clause is what makes a replayed batch a no-op.
+    """
+    if not instances:
+        return 0
+    connection.execute(text(_STAGING_DDL))
+    copy_rows(
+        connection,
+        "knowledge_instances_in",
+        _STAGING_COLUMNS,
+        (
+            (
+                row.entity_id,
+                row.name,
+                row.dataset_id,
+                row.observed_at,
+                row.has_observed_at,
+                row.kind,
+                row.unit_code,
+                row.value_number,
+                row.value,
+                row.geometry,
+                row.extras,
+            )
+            for row in instances
+        ),
+    )
+    target = f"{connection.dialect.identifier_preparer.quote(schema)}.attribute_instances"
+    columns = ", ".join(_STAGING_COLUMNS)
+    moved = connection.execute(
+        text(
+            f"INSERT INTO {target} ({columns}) "  # noqa: S608 (quoted schema, fixed columns)
+            f"SELECT {', '.join(_STAGING_COLUMNS[:-2])}, "
+            "ST_SetSRID(ST_GeomFromGeoJSON(geometry), 4326), extras "
+            "FROM knowledge_instances_in ON CONFLICT DO NOTHING"
+        )
+    )
+    connection.execute(text("TRUNCATE knowledge_instances_in"))
+    return moved.rowcount

@@ -1,0 +1,1 @@
+"""The observations consumer: applies ``acquisition.observations.v1`` to the stores."""

@@ -1,0 +1,249 @@
+"""The ingest consumer on the in-memory bus and a real PostgreSQL+PostGIS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from cityos_kernel.bus import MemoryBus
+from cityos_kernel.bus.consumer import ConsumerRunner
+from cityos_kernel.events.payloads import ObservedAttribute
+from cityos_kernel.events.topics import ENTITIES_CHANGED, OBSERVATIONS, PLATFORM_DEADLETTER
+from cityos_knowledge.ingest.consumer import GROUP, ingest_consumer
+from cityos_knowledge.outbox.relay import OutboxRelay
+from cityos_knowledge.store.database import KnowledgeStore, bind_schema
+from cityos_knowledge.store.tables import attributes, outbox
+from tests.knowledge.ingest_helpers import (
+    START,
+    VOCAB,
+    count_instances,
+    current_values,
+    entity_documents,
+    observation,
+    outbox_events,
+    publish,
+)
+
+pytestmark = pytest.mark.postgres
+
+POINT = {"type": "Point", "coordinates": [2.17, 41.38]}
+
+
+@pytest.fixture
+def bus() -> Iterator[MemoryBus]:
+    adapter = MemoryBus(partitions=3)
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+def consume_all(bus: MemoryBus, store: KnowledgeStore) -> ConsumerRunner:
+    """Run the ingest consumer's loop body until the topic is drained and committed."""
+    runner = ConsumerRunner(bus, ingest_consumer(store, bus))
+    subscription = bus.subscribe(GROUP, [OBSERVATIONS.name])
+    try:
+        while deliveries := subscription.poll(500, timeout=0.05):
+            runner.process(subscription, deliveries)
+    finally:
+        subscription.close()
+    return runner
+
+
+def test_observations_become_current_state_history_and_change_events(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    publish(
+        bus,
+        [
+            observation("urn:ngsi-ld:WeatherObserved:1", 0, location=POINT),
+            observation("urn:ngsi-ld:WeatherObserved:1", 15),
+            observation("urn:ngsi-ld:WeatherObserved:2", 0, temperature=-3.5),
+        ],
+    )
+    consume_all(bus, knowledge_store)
+
+    assert count_instances(knowledge_store) == 4
+    assert current_values(knowledge_store) == {
+        ("urn:ngsi-ld:WeatherObserved:1", "temperature"): 35.0,
+        ("urn:ngsi-ld:WeatherObserved:1", "https://uri.etsi.org/ngsi-ld/location"): POINT,
+        ("urn:ngsi-ld:WeatherObserved:2", "temperature"): -3.5,
+    }
+    document = entity_documents(knowledge_store)["urn:ngsi-ld:WeatherObserved:1"]
+    assert document["type"] == [VOCAB + "WeatherObserved"]
+    assert document[VOCAB + "temperature"] == {
+        "type": "Property",
+        "value": 35.0,
+        "observedAt": "2026-11-01T00:15:00Z",
+        "unitCode": "CEL",
+    }
+    assert document["https://uri.etsi.org/ngsi-ld/location"]["value"] == POINT
+
+    events = outbox_events(knowledge_store)
+    assert sorted((e["payload"]["entity_id"], e["payload"]["change"]) for e in events) == [
+        ("urn:ngsi-ld:WeatherObserved:1", "created"),
+        ("urn:ngsi-ld:WeatherObserved:2", "created"),
+    ]
+    assert {e["type"] for e in events} == {"knowledge.entities.changed"}
+
+
+def test_the_relay_publishes_the_outbox_after_commit_and_marks_rows_sent(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    listener = bus.subscribe("test-listener", [ENTITIES_CHANGED.name])
+    publish(bus, [observation("urn:ngsi-ld:WeatherObserved:1", 0)])
+    consume_all(bus, knowledge_store)
+    relay = OutboxRelay(knowledge_store, bus)
+    assert relay.relay_once() == 1
+    assert relay.relay_once() == 0
+    [delivery] = listener.poll(10, timeout=0.5)
+    event = ENTITIES_CHANGED.decode(delivery.value)
+    assert delivery.key == "urn:ngsi-ld:WeatherObserved:1"
+    assert event.payload.change == "created"
+    assert event.payload.entity is not None
+    assert event.payload.entity["id"] == "urn:ngsi-ld:WeatherObserved:1"
+    with knowledge_store.engine.connect() as connection:
+        assert connection.execute(select(outbox.c.sent_at)).scalar_one() is not None
+
+
+def test_the_relay_service_publishes_on_its_own_when_woken_by_the_commit(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    listener = bus.subscribe("test-listener", [ENTITIES_CHANGED.name])
+    relay = OutboxRelay(knowledge_store, bus, interval=30.0)
+    relay.start()
+    try:
+        publish(bus, [observation("urn:ngsi-ld:WeatherObserved:1", 0)])
+        consume_all(bus, knowledge_store)
+        # The 30 s interval is far away: only the NOTIFY sent at commit can wake it.
+        received = listener.poll(10, timeout=5.0)
+    finally:
+        relay.stop()
+    assert [d.key for d in received] == ["urn:ngsi-ld:WeatherObserved:1"]
+
+
+def test_replaying_the_same_batch_changes_nothing_and_emits_nothing(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    batch = [observation("urn:ngsi-ld:WeatherObserved:1", minute) for minute in range(0, 60, 15)]
+    publish(bus, batch)
+    consume_all(bus, knowledge_store)
+    before = (count_instances(knowledge_store), len(outbox_events(knowledge_store)))
+    schema = knowledge_store.tenants.lookup(None)
+    with knowledge_store.engine.connect() as raw:
+        modified = bind_schema(raw, schema).execute(select(attributes.c.modified_at)).all()
+
+    publish(bus, batch)  # the same observations delivered again
+    consume_all(bus, knowledge_store)
+
+    assert before == (4, 1)
+    assert (count_instances(knowledge_store), len(outbox_events(knowledge_store))) == before
+    with knowledge_store.engine.connect() as raw:
+        assert bind_schema(raw, schema).execute(select(attributes.c.modified_at)).all() == modified
+
+
+def test_a_late_observation_joins_history_without_rolling_back_the_current_value(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    publish(bus, [observation("urn:ngsi-ld:WeatherObserved:1", 30, temperature=25.0)])
+    consume_all(bus, knowledge_store)
+    publish(bus, [observation("urn:ngsi-ld:WeatherObserved:1", 10, temperature=11.0)])
+    consume_all(bus, knowledge_store)
+    assert count_instances(knowledge_store) == 2
+    assert current_values(knowledge_store) == {
+        ("urn:ngsi-ld:WeatherObserved:1", "temperature"): 25.0
+    }
+    assert len(outbox_events(knowledge_store)) == 1
+
+
+def test_a_consumer_dying_after_the_database_commit_loses_and_duplicates_nothing(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    publish(
+        bus,
+        [observation(f"urn:ngsi-ld:WeatherObserved:{n % 7}", n) for n in range(50)],
+    )
+    spec = ingest_consumer(knowledge_store, bus)
+    crashed = bus.subscribe(GROUP, [OBSERVATIONS.name])
+    first = crashed.poll(30, timeout=0.5)
+    # The handler commits its transaction; the process dies before the offsets commit.
+    from cityos_kernel.bus.consumer import Message
+
+    spec.handler([Message(OBSERVATIONS.decode(d.value), d) for d in first])
+    assert count_instances(knowledge_store) == len(first)
+    events_at_crash = outbox_events(knowledge_store)
+    crashed.close()  # leaves the group without committing
+
+    runner = consume_all(bus, knowledge_store)
+
+    assert runner.failures == 0
+    assert count_instances(knowledge_store) == 50
+    events = outbox_events(knowledge_store)
+    # The redelivered part produced no second event for what was already applied.
+    assert events[: len(events_at_crash)] == events_at_crash
+    later = events[len(events_at_crash) :]
+    applied_first = {d.key for d in first}
+    assert all(
+        e["payload"]["change"] == "updated" or e["payload"]["entity_id"] not in applied_first
+        for e in later
+    )
+    assert len(current_values(knowledge_store)) == 7
+
+
+def test_an_observation_the_store_cannot_take_is_dead_lettered_and_the_rest_applied(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    dead = bus.subscribe("test-dead", [PLATFORM_DEADLETTER.name])
+    bad_polygon = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1]]]}
+    publish(
+        bus,
+        [
+            observation("urn:ngsi-ld:WeatherObserved:good", 0),
+            observation("urn:ngsi-ld:WeatherObserved:bad", 0, location=bad_polygon),
+        ],
+    )
+    consume_all(bus, knowledge_store)
+    assert set(entity_documents(knowledge_store)) == {"urn:ngsi-ld:WeatherObserved:good"}
+    [letter] = dead.poll(10, timeout=0.5)
+    payload = PLATFORM_DEADLETTER.decode(letter.value).payload
+    assert "linear ring" in payload.reason
+    assert payload.consumer_group == GROUP
+    assert orjson.loads(payload.payload)["payload"]["entity_id"] == (
+        "urn:ngsi-ld:WeatherObserved:bad"
+    )
+
+
+def test_observations_of_two_tenants_land_in_their_own_schemas(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    publish(bus, [observation("urn:ngsi-ld:WeatherObserved:1", 0)], tenant="city-a")
+    publish(bus, [observation("urn:ngsi-ld:WeatherObserved:2", 0)], tenant="city-b")
+    consume_all(bus, knowledge_store)
+    assert set(entity_documents(knowledge_store, "city-a")) == {"urn:ngsi-ld:WeatherObserved:1"}
+    assert set(entity_documents(knowledge_store, "city-b")) == {"urn:ngsi-ld:WeatherObserved:2"}
+    assert {e["tenant"] for e in outbox_events(knowledge_store)} == {"city-a", "city-b"}
+
+
+def test_an_entity_gains_the_new_type_an_observation_carries(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    publish(bus, [observation("urn:ngsi-ld:Device:1", 0, entity_type="Device")])
+    consume_all(bus, knowledge_store)
+    publish(
+        bus,
+        [
+            observation(
+                "urn:ngsi-ld:Device:1",
+                5,
+                entity_type="AirQualityObserved",
+                extra=[ObservedAttribute(name="no2", value=40, observed_at=START)],
+            )
+        ],
+    )
+    consume_all(bus, knowledge_store)
+    document = entity_documents(knowledge_store)["urn:ngsi-ld:Device:1"]
+    assert document["type"] == [VOCAB + "Device", VOCAB + "AirQualityObserved"]
+    assert document[VOCAB + "no2"]["value"] == 40
