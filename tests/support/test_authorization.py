@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import fastapi.routing
 import pytest
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from cityos.app import create_app
@@ -19,7 +21,7 @@ from cityos_kernel.layer import Layer, LayerContext, LayerParts, MigrationSpec
 from cityos_kernel.settings import PlatformSettings
 from cityos_support.security import PUBLIC
 from cityos_support.security.dependencies import Principal, require
-from tests.architecture.test_routes_declare_permissions import api_routes, route_permissions
+from tests.architecture.test_routes_declare_permissions import route_permissions
 from tests.fixtures.support import TENANT_A, TENANT_B, LoopbackIssuer
 
 OPEN_PATHS = {"/health", "/ready", "/metrics"}
@@ -66,15 +68,23 @@ def concrete_path(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "x", path)
 
 
+def mounted_routes(app: FastAPI) -> list[tuple[str, set[str], APIRoute]]:
+    """(path as served, methods, route) of every API route, prefixes included."""
+    found = []
+    for context in fastapi.routing.iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and context.path is not None:
+            found.append((context.path, set(context.methods or ()), route))
+    return found
+
+
 def protected_routes(client: TestClient) -> list[tuple[str, str]]:
     found = []
-    for route in api_routes(client.app):  # type: ignore[arg-type]
-        if route.path in FRAMEWORK_ROUTES:
+    for path, methods, route in mounted_routes(client.app):  # type: ignore[arg-type]
+        if path in FRAMEWORK_ROUTES or PUBLIC in route_permissions(route):
             continue
-        if PUBLIC in route_permissions(route):
-            continue
-        for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"}):
-            found.append((method, concrete_path(route.path)))
+        for method in sorted(methods - {"HEAD", "OPTIONS"}):
+            found.append((method, concrete_path(path)))
     return found
 
 
@@ -84,6 +94,8 @@ def test_every_protected_route_answers_401_without_a_token_and_403_with_no_role(
     client, _ = platform_app
     routes = protected_routes(client)
     assert ("GET", "/probe/entities") in routes
+    assert ("PUT", "/admin/api/config/x") in routes
+    assert ("GET", "/support/audit/records") in routes
     roleless = {"Authorization": f"Bearer {oidc_issuer.token(roles=())}"}
     for method, path in routes:
         anonymous = client.request(method, path)
@@ -98,8 +110,8 @@ def test_only_liveness_readiness_metrics_and_declared_public_reads_are_open(
 ) -> None:
     client, _ = platform_app
     open_routes = {
-        route.path
-        for route in api_routes(client.app)  # type: ignore[arg-type]
+        path
+        for path, _, route in mounted_routes(client.app)  # type: ignore[arg-type]
         if PUBLIC in route_permissions(route)
     }
     assert open_routes >= OPEN_PATHS

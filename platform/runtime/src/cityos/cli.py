@@ -17,6 +17,7 @@ from cityos.layers import LAYER_NAMES, load_layers
 from cityos_kernel.errors import CityosError
 from cityos_kernel.logging import configure_logging
 from cityos_kernel.settings import PlatformSettings
+from cityos_support.cli import audit_app, auth_app
 
 logger = logging.getLogger("cityos")
 
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema: apply and inspect migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(auth_app, name="auth")
+app.add_typer(audit_app, name="audit")
 
 
 def default_state_dir() -> Path:

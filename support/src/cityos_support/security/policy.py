@@ -210,6 +210,7 @@ DEFAULT_POLICY = PolicyDocument(
         "operator": _grant(
             permissions=[
                 "devices:*",
+                "contexts:*",
                 "entities:read",
                 "entities:write",
                 "temporal:read",
@@ -225,6 +226,7 @@ DEFAULT_POLICY = PolicyDocument(
         "manager": _grant(
             permissions=[
                 "entities:read",
+                "contexts:read",
                 "temporal:read",
                 "subscriptions:read",
                 "rules:read",
@@ -237,6 +239,7 @@ DEFAULT_POLICY = PolicyDocument(
         "data-officer": _grant(
             permissions=[
                 "entities:read",
+                "contexts:read",
                 "temporal:read",
                 "datasets:*",
                 "publication:*",
@@ -252,6 +255,7 @@ DEFAULT_POLICY = PolicyDocument(
             permissions=[
                 "entities:read",
                 "entities:write",
+                "contexts:read",
                 "temporal:read",
                 "subscriptions:read",
                 "subscriptions:write",

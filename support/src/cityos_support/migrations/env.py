@@ -1,0 +1,3 @@
+from cityos_kernel.migrations import run_env
+
+run_env()
