@@ -151,14 +151,38 @@ def test_openapi_lists_every_route_with_summary_and_operation_id(
         ("POST", f"{API}/entityOperations/update"),
         ("POST", f"{API}/entityOperations/delete"),
         ("POST", f"{API}/entityOperations/merge"),
+        ("POST", f"{API}/entityOperations/query"),
         ("GET", f"{API}/types"),
         ("GET", f"{API}/types/{{type}}"),
         ("GET", f"{API}/attributes"),
         ("GET", f"{API}/attributes/{{attrId}}"),
         ("GET", f"{API}/jsonldContexts"),
+        ("GET", f"{API}/info/sourceIdentity"),
         ("POST", f"{API}/jsonldContexts"),
     }
     assert expected <= set(operations)
     assert all(op.get("summary") for op in operations.values())
     ids = [op["operationId"] for op in operations.values()]
     assert len(ids) == len(set(ids))
+
+
+def test_source_identity_names_each_tenant(shared_ngsi_client: TestClient) -> None:
+    default = shared_ngsi_client.get(f"{API}/info/sourceIdentity").json()
+    tenant_a = shared_ngsi_client.get(
+        f"{API}/info/sourceIdentity", headers={"NGSILD-Tenant": "a"}
+    ).json()
+    again = shared_ngsi_client.get(
+        f"{API}/info/sourceIdentity", headers={"NGSILD-Tenant": "a"}
+    ).json()
+    assert default["type"] == "ContextSourceIdentity"
+    assert default["id"].startswith("urn:")
+    assert default["contextSourceUptime"].startswith("PT")
+    assert default["contextSourceTimeAt"].endswith("Z")
+    assert tenant_a["contextSourceAlias"] != default["contextSourceAlias"]
+    assert again["contextSourceAlias"] == tenant_a["contextSourceAlias"]
+
+
+def test_batch_query_body_must_be_a_query(shared_ngsi_client: TestClient) -> None:
+    response = shared_ngsi_client.post(f"{API}/entityOperations/query", json={"type": "NotAQuery"})
+    assert response.status_code == 400
+    assert problem_type(response) == "BadRequestData"

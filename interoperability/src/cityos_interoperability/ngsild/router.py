@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cityos_interoperability.ngsild.api import attributes, batch, contexts, discovery, entities
+from cityos_interoperability.ngsild.api import (
+    attributes,
+    batch,
+    contexts,
+    discovery,
+    entities,
+    identity,
+)
 from cityos_interoperability.ngsild.services import ApiServices
 
 PREFIX = "/ngsi-ld/v1"
@@ -13,6 +20,6 @@ PREFIX = "/ngsi-ld/v1"
 def build_router(services: ApiServices) -> APIRouter:
     """The ``/ngsi-ld/v1`` router with every resource's routes."""
     router = APIRouter(prefix=PREFIX, route_class=services.route_class)
-    for module in (entities, attributes, batch, discovery, contexts):
+    for module in (entities, attributes, batch, discovery, contexts, identity):
         router.include_router(module.build(services))
     return router

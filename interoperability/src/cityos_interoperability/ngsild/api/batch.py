@@ -8,15 +8,27 @@ failed, else 207 with ``{"success": [ids], "errors": [{"entityId", "error"}]}``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from cityos_interoperability.ngsild.api.common import facade_of
-from cityos_interoperability.ngsild.api.entities import WRITE
+from cityos_interoperability.ngsild.api.common import (
+    FormatParam,
+    GeometryPropertyParam,
+    LangParam,
+    OmitParam,
+    OptionsParam,
+    PickParam,
+    entity_media_type,
+    entity_query,
+    facade_of,
+    render_entities,
+    representation,
+)
+from cityos_interoperability.ngsild.api.entities import READ, WRITE
 from cityos_interoperability.ngsild.body import read_document
 from cityos_interoperability.ngsild.errors import (
     BadRequestDataError,
@@ -35,6 +47,13 @@ BATCH_BODY = {
     "required": True,
     "content": {
         media_type: {"schema": {"type": "array", "items": {"type": "object"}}}
+        for media_type in (JSON, JSON_LD)
+    },
+}
+QUERY_BODY = {
+    "required": True,
+    "content": {
+        media_type: {"schema": {"type": "object", "required": ["type"]}}
         for media_type in (JSON, JSON_LD)
     },
 }
@@ -175,5 +194,79 @@ def build(services: ApiServices) -> APIRouter:
         ]
         outcome = await run(tenant, "delete", [{"id": item} for item in good])
         return batch_response(outcome, rejected, created=False)
+
+    @router.post(
+        "/entityOperations/query",
+        operation_id="queryBatch",
+        dependencies=READ,
+        openapi_extra={"requestBody": QUERY_BODY},
+    )
+    async def batch_query(
+        request: Request,
+        tenant: TenantDep,
+        options: OptionsParam = None,
+        format: FormatParam = None,
+        pick: PickParam = None,
+        omit: OmitParam = None,
+        lang: LangParam = None,
+        geometry_property: GeometryPropertyParam = None,
+        limit: Annotated[int | None, Query(ge=0)] = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        count: bool = False,
+        local: bool = False,
+    ) -> Response:
+        """Query entities with the filters in a Query body (POST form of GET /entities)."""
+        media_type = entity_media_type(request)
+        rep = representation(options, format, pick, omit, lang)
+        document = await read_document(request, max_bytes=settings.max_request_bytes)
+        body = document.body
+        if not isinstance(body, dict) or body.get("type") != "Query":
+            raise BadRequestDataError('the body must be a Query object ({"type": "Query", ...})')
+        terms = await services.terms(document.context)
+        selectors = body.get("entities") or []
+        if not isinstance(selectors, list) or not all(isinstance(s, dict) for s in selectors):
+            raise BadRequestDataError("entities must be an array of entity selectors")
+        geo = body.get("geoQ") or {}
+        if not isinstance(geo, dict):
+            raise BadRequestDataError("geoQ must be an object")
+        attrs = body.get("attrs")
+        if attrs is not None and not isinstance(attrs, list):
+            raise BadRequestDataError("attrs must be an array")
+        types = [str(s["type"]) for s in selectors if s.get("type")]
+        ids = [str(s["id"]) for s in selectors if s.get("id")]
+        patterns = [str(s["idPattern"]) for s in selectors if s.get("idPattern")]
+        coordinates = geo.get("coordinates")
+        query = entity_query(
+            settings,
+            terms.expand,
+            id_=",".join(ids) or None,
+            id_pattern="|".join(patterns) or None,
+            type_=",".join(types) or None,
+            attrs=[terms.expand(str(a)) for a in attrs] if attrs else None,
+            q=body.get("q"),
+            scope_q=body.get("scopeQ"),
+            georel=geo.get("georel"),
+            geometry=geo.get("geometry"),
+            coordinates=None if coordinates is None else orjson.dumps(coordinates).decode(),
+            geoproperty=geo.get("geoproperty"),
+            limit=limit,
+            offset=offset,
+            count=count,
+            sys_attrs=rep.sys_attrs,
+        )
+        page = await run_in_threadpool(facade_of(services).query_entities, tenant, query)
+        headers = (
+            {"NGSILD-Results-Count": str(page.total)} if count and page.total is not None else {}
+        )
+        return await render_entities(
+            request,
+            media_type,
+            terms,
+            rep,
+            page.entities,
+            single=False,
+            geometry_property=geometry_property,
+            headers=headers,
+        )
 
     return router

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Query
@@ -10,8 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cityos_interoperability.ngsild.errors import BadRequestDataError, ServiceUnavailableError
-from cityos_interoperability.ngsild.facade import KnowledgeFacade
+from cityos_interoperability.ngsild.errors import (
+    BadRequestDataError,
+    ServiceUnavailableError,
+    TooManyResultsError,
+)
+from cityos_interoperability.ngsild.facade import EntityQuery, KnowledgeFacade
 from cityos_interoperability.ngsild.jsonld.context import TermMap
 from cityos_interoperability.ngsild.jsonld.expansion import is_uri
 from cityos_interoperability.ngsild.negotiation import (
@@ -29,6 +33,7 @@ from cityos_interoperability.ngsild.representation import (
 )
 from cityos_interoperability.ngsild.responses import json_response
 from cityos_interoperability.ngsild.services import ApiServices
+from cityos_interoperability.settings import InteroperabilitySettings
 
 OptionsParam = Annotated[
     str | None,
@@ -121,4 +126,53 @@ async def render_entities(
     rendered = await run_in_threadpool(lambda: [compactor.entity(entity) for entity in entities])
     return json_response(
         rendered[0] if single else rendered, media_type=media_type, terms=terms, headers=headers
+    )
+
+
+def entity_query(
+    settings: InteroperabilitySettings,
+    terms_expand: Callable[[str], str],
+    *,
+    id_: str | None,
+    id_pattern: str | None,
+    type_: str | None,
+    attrs: list[str] | None,
+    q: str | None,
+    scope_q: str | None,
+    georel: str | None,
+    geometry: str | None,
+    coordinates: str | None,
+    geoproperty: str | None,
+    limit: int | None,
+    offset: int,
+    count: bool,
+    sys_attrs: bool,
+) -> EntityQuery:
+    """An :class:`EntityQuery` from Query Entities parameters (paging and geo checked)."""
+    if limit is not None and limit > settings.max_page_size:
+        raise TooManyResultsError(
+            f"limit {limit} is more than the maximum page size {settings.max_page_size}"
+        )
+    if limit is not None and limit == 0 and not count:
+        raise BadRequestDataError("limit=0 is only allowed with count=true")
+    geo_parts = [part is not None for part in (georel, geometry, coordinates)]
+    if any(geo_parts) and not all(geo_parts):
+        raise BadRequestDataError("georel, geometry and coordinates go together")
+    ids = [check_entity_id(item) for item in id_.split(",")] if id_ else None
+    return EntityQuery(
+        expand=terms_expand,
+        ids=ids,
+        id_pattern=id_pattern,
+        type=type_,
+        attrs=attrs,
+        q=q,
+        scope_q=scope_q,
+        georel=georel,
+        geometry=geometry,
+        coordinates=coordinates,
+        geoproperty=geoproperty,
+        limit=settings.default_page_size if limit is None else limit,
+        offset=offset,
+        count=count,
+        sys_attrs=sys_attrs,
     )

@@ -8,7 +8,7 @@ expand the body with the request's @context, call the knowledge facade in a work
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +24,7 @@ from cityos_interoperability.ngsild.api.common import (
     PickParam,
     check_entity_id,
     entity_media_type,
+    entity_query,
     expand_attrs,
     facade_of,
     render_entities,
@@ -31,11 +32,7 @@ from cityos_interoperability.ngsild.api.common import (
     request_terms,
 )
 from cityos_interoperability.ngsild.body import read_document
-from cityos_interoperability.ngsild.errors import (
-    BadRequestDataError,
-    TooManyResultsError,
-)
-from cityos_interoperability.ngsild.facade import EntityQuery
+from cityos_interoperability.ngsild.errors import BadRequestDataError
 from cityos_interoperability.ngsild.jsonld.expansion import Expander
 from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, MERGE_PATCH
 from cityos_interoperability.ngsild.responses import no_content
@@ -62,52 +59,6 @@ WRITE = [Depends(require("entities:write"))]
 def build(services: ApiServices) -> APIRouter:
     router = APIRouter(route_class=services.route_class, tags=["Entities"])
     settings = services.settings
-
-    def query_from(
-        terms_expand: Any,
-        *,
-        id_: str | None,
-        id_pattern: str | None,
-        type_: str | None,
-        attrs: list[str] | None,
-        q: str | None,
-        scope_q: str | None,
-        georel: str | None,
-        geometry: str | None,
-        coordinates: str | None,
-        geoproperty: str | None,
-        limit: int | None,
-        offset: int,
-        count: bool,
-        sys_attrs: bool,
-    ) -> EntityQuery:
-        if limit is not None and limit > settings.max_page_size:
-            raise TooManyResultsError(
-                f"limit {limit} is more than the maximum page size {settings.max_page_size}"
-            )
-        if limit is not None and limit == 0 and not count:
-            raise BadRequestDataError("limit=0 is only allowed with count=true")
-        geo_parts = [part is not None for part in (georel, geometry, coordinates)]
-        if any(geo_parts) and not all(geo_parts):
-            raise BadRequestDataError("georel, geometry and coordinates go together")
-        ids = [check_entity_id(item) for item in id_.split(",")] if id_ else None
-        return EntityQuery(
-            expand=terms_expand,
-            ids=ids,
-            id_pattern=id_pattern,
-            type=type_,
-            attrs=attrs,
-            q=q,
-            scope_q=scope_q,
-            georel=georel,
-            geometry=geometry,
-            coordinates=coordinates,
-            geoproperty=geoproperty,
-            limit=settings.default_page_size if limit is None else limit,
-            offset=offset,
-            count=count,
-            sys_attrs=sys_attrs,
-        )
 
     @router.post(
         "/entities",
@@ -156,7 +107,8 @@ def build(services: ApiServices) -> APIRouter:
         media_type = entity_media_type(request)
         rep = representation(options, format, pick, omit, lang)
         terms = await request_terms(services, request)
-        query = query_from(
+        query = entity_query(
+            settings,
             terms.expand,
             id_=id,
             id_pattern=idPattern,
@@ -208,7 +160,8 @@ def build(services: ApiServices) -> APIRouter:
                 "purge needs at least one of id, idPattern, type, q, scopeQ, georel"
             )
         terms = await request_terms(services, request)
-        query = query_from(
+        query = entity_query(
+            settings,
             terms.expand,
             id_=id,
             id_pattern=idPattern,
