@@ -190,3 +190,43 @@ def test_options_parsing() -> None:
         parse_options("keyValues,concise", None)
     with pytest.raises(BadRequestDataError):
         parse_options("bogus", None)
+
+
+def test_sys_attrs_are_shown_only_when_asked(terms: TermMap) -> None:
+    expanded = Expander(terms).entity(VEHICLE)
+    stamped = {
+        **expanded,
+        "createdAt": "2024-01-01T00:00:00Z",
+        "modifiedAt": "2024-01-02T00:00:00Z",
+        DEFAULT + "speed": {**expanded[DEFAULT + "speed"], "modifiedAt": "2024-01-02T00:00:00Z"},
+    }
+    plain = Compactor(terms, Representation()).entity(stamped)
+    assert "createdAt" not in plain and "modifiedAt" not in plain["speed"]
+    with_sys = Compactor(terms, Representation(sys_attrs=True)).entity(stamped)
+    assert with_sys["createdAt"] == "2024-01-01T00:00:00Z"
+    assert with_sys["speed"]["modifiedAt"] == "2024-01-02T00:00:00Z"
+
+
+def test_client_system_members_are_ignored_on_input(terms: TermMap) -> None:
+    sent = {**VEHICLE, "createdAt": "1999-01-01T00:00:00Z"}
+    sent["speed"] = {**VEHICLE["speed"], "modifiedAt": "1999-01-01T00:00:00Z"}
+    expanded = Expander(terms).entity(sent)
+    assert "createdAt" not in expanded
+    assert "modifiedAt" not in expanded[DEFAULT + "speed"]
+
+
+def test_lang_with_weights_picks_the_preferred_language(terms: TermMap) -> None:
+    expanded = Expander(terms).entity(VEHICLE)
+    chosen = Compactor(terms, Representation(lang="de;q=0.9,fr;q=1.0")).entity(expanded)
+    assert chosen["name"]["value"] == "Voiture"
+    every = Compactor(terms, Representation(lang="*")).entity(expanded)
+    assert every["name"]["type"] == "LanguageProperty"
+
+
+def test_partial_fragment_needs_no_main_member(terms: TermMap) -> None:
+    fragment = Expander(terms, partial=True).attribute(
+        {"type": "Property", "observedAt": "2024-01-01T00:00:00Z"}, "speed"
+    )
+    assert fragment == {"type": "Property", "observedAt": "2024-01-01T00:00:00Z"}
+    with pytest.raises(BadRequestDataError):
+        Expander(terms).attribute({"type": "Property"}, "speed")
