@@ -218,7 +218,11 @@ class AuditStore:
         breaks: list[ChainBreak] = []
         total = 0
         checkpoint_count = 0
-        with self._engine.connect() as connection:
+        # One snapshot for the whole walk: appends running meanwhile must not look like gaps.
+        snapshot = self._engine.connect().execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        )
+        with snapshot as connection, connection.begin():
             tenants = sorted(
                 set(connection.execute(select(audit_heads.c.tenant)).scalars())
                 | set(connection.execute(select(audit_records.c.tenant).distinct()).scalars())

@@ -96,7 +96,7 @@ def admin_router(
             value = validate_value(key, body.value)
         except ValidationError as exc:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                422,
                 [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()],
             ) from exc
         try:
