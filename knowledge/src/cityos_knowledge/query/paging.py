@@ -1,0 +1,155 @@
+"""Ordering, paging, counting and projecting a context query — statements ready to execute.
+
+Ordering (``orderBy``, §4.23): by ``id``, ``type``, ``createdAt``, ``modifiedAt`` or any
+attribute path; values of mixed types sort numbers first, then strings, then other values,
+and entities without the attribute last (``desc`` reverses the values, not the "absent
+last" rule); ``dist-asc``/``dist-desc`` sort by the spheroidal distance of the GeoProperty
+from ``orderFrom``. The entity id always ends the ordering, so pages are stable.
+
+Projection (``attrs``, ``pick``, ``omit``) is done in SQL on the stored entity document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Float, Select, Text, any_, case, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.sql.elements import ColumnElement
+
+from cityos_knowledge.query.params import EntityQuery
+from cityos_knowledge.query.selection import build_entity_filter, unexpanded
+from cityos_knowledge.query.selectors import OrderTerm
+from cityos_knowledge.query.targets import Expander, resolve
+from cityos_knowledge.store.tables import DEFAULT_DATASET, attributes, entities
+
+#: Entity members that are not attributes (never expanded as attribute names).
+ENTITY_MEMBERS = frozenset({"id", "type", "scope"})
+
+_ENTITY_COLUMNS = {
+    "id": entities.c.id,
+    "type": entities.c.types,
+    "createdAt": entities.c.created_at,
+    "modifiedAt": entities.c.modified_at,
+}
+
+
+def select_entities(
+    query: EntityQuery,
+    *,
+    expand: Expander = unexpanded,
+    columns: Sequence[Any] | None = None,
+) -> Select[Any]:
+    """One page of matching entities: filter, order, ``limit`` and ``offset``.
+
+    ``columns`` default to the entity id and its projected document (``attrs``/``pick``/
+    ``omit`` applied), labelled ``id`` and ``entity``.
+    """
+    selected = (
+        list(columns)
+        if columns is not None
+        else [entities.c.id, entity_document(query, expand=expand).label("entity")]
+    )
+    return (
+        select(*selected)
+        .where(build_entity_filter(query, expand=expand))
+        .order_by(*entity_ordering(query, expand=expand))
+        .limit(query.limit)
+        .offset(query.offset)
+    )
+
+
+def count_entities(query: EntityQuery, *, expand: Expander = unexpanded) -> Select[Any]:
+    """The number of entities ``query`` matches (for ``count=true``)."""
+    return (
+        select(func.count()).select_from(entities).where(build_entity_filter(query, expand=expand))
+    )
+
+
+def entity_ordering(query: EntityQuery, *, expand: Expander = unexpanded) -> list[Any]:
+    """ORDER BY items for ``query``, ending with the entity id."""
+    items: list[Any] = []
+    for term in query.order_by:
+        items.extend(_order_items(term, query, expand))
+    items.append(entities.c.id)
+    return items
+
+
+def _order_items(term: OrderTerm, query: EntityQuery, expand: Expander) -> list[Any]:
+    path = term.path
+    descending = term.direction.descending
+    if term.direction.by_distance:
+        assert query.order_from is not None  # checked when the parameters were parsed
+        distance = _first(
+            path,
+            expand,
+            lambda target, row: func.ST_Distance(
+                func.geography(row.c.geometry),
+                func.geography(
+                    func.ST_SetSRID(
+                        func.ST_MakePoint(
+                            literal(query.order_from[0], Float()),
+                            literal(query.order_from[1], Float()),
+                        ),
+                        4326,
+                    )
+                ),
+            ),
+        )
+        return [distance.desc().nulls_last() if descending else distance.asc().nulls_last()]
+    column = _ENTITY_COLUMNS.get(path.attribute)
+    if column is not None and not path.sub_attributes and not path.members:
+        return [column.desc() if descending else column.asc()]
+    number = _first(path, expand, lambda target, row: target.as_number())
+    text = _first(path, expand, lambda target, row: target.as_text())
+    present = _first(path, expand, lambda target, row: literal(1))
+    first_kind, second_kind = (number, text) if not descending else (text, number)
+    rank = case(
+        (first_kind.is_not(None), 0),
+        (second_kind.is_not(None), 1),
+        (present.is_not(None), 2),
+        else_=3,
+    )
+    if descending:
+        return [rank, number.desc(), text.desc()]
+    return [rank, number.asc(), text.asc()]
+
+
+def _first(path: Any, expand: Expander, value: Any) -> ColumnElement[Any]:
+    """``value(target, row)`` on the entity's attribute (its default instance first)."""
+    row = attributes.alias()
+    selects, target = resolve(path, row, expand)
+    return (
+        select(value(target, row))
+        .where(row.c.entity_id == entities.c.id, selects, target.present)
+        .order_by(row.c.dataset_id != DEFAULT_DATASET, row.c.dataset_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def entity_document(query: EntityQuery, *, expand: Expander = unexpanded) -> ColumnElement[Any]:
+    """The stored entity document with ``attrs``, ``pick`` or ``omit`` applied."""
+    document = entities.c.entity
+    if query.omit:
+        return document.op("-")(_members(query.omit, expand))
+    kept: list[str] = []
+    if query.pick:
+        kept = list(query.pick)
+    elif query.attrs:
+        kept = ["id", "type", "scope", *query.attrs]
+    else:
+        return document
+    entry = func.jsonb_each(document).table_valued("key", "value").alias()
+    return (
+        select(func.coalesce(func.jsonb_object_agg(entry.c.key, entry.c.value), literal({}, JSONB)))
+        .select_from(entry)
+        .where(entry.c.key == any_(_members(tuple(kept), expand)))
+        .scalar_subquery()
+    )
+
+
+def _members(names: Sequence[str], expand: Expander) -> ColumnElement[Any]:
+    expanded = [name if name in ENTITY_MEMBERS else expand(name) for name in names]
+    return literal(expanded, ARRAY(Text))

@@ -1,0 +1,83 @@
+"""Ordering, paging, counting and projection of context queries on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.knowledge.query.city import (
+    AIR_BARCELONA,
+    AIR_ESPANA,
+    AIR_SOL,
+    LIGHT_RETIRO,
+    LIGHT_SOL,
+    PARK_RETIRO,
+    SPOT_ATOCHA,
+    SPOT_SOL,
+    VOCAB,
+    City,
+)
+
+pytestmark = pytest.mark.postgres
+
+AIR = {"type": "AirQualityObserved"}
+
+
+def test_default_order_is_by_id_and_pages_do_not_overlap(city: City) -> None:
+    everything = city.query({"idPattern": ".*"})
+    assert everything == sorted(everything)
+    pages = [
+        city.query({"idPattern": ".*", "limit": "3", "offset": str(offset)}) for offset in (0, 3, 6)
+    ]
+    assert [len(page) for page in pages] == [3, 3, 2]
+    assert [entity for page in pages for entity in page] == everything
+
+
+def test_count_ignores_paging(city: City) -> None:
+    assert city.count(type="AirQualityObserved", q="NO2>30", limit="1") == 3
+    assert city.count(type="Streetlight", limit="0", count="true") == 2
+    assert city.count(q="noSuchAttribute") == 0
+
+
+@pytest.mark.parametrize(
+    ("order_by", "expected"),
+    [
+        ("NO2", [AIR_ESPANA, AIR_SOL, AIR_BARCELONA]),
+        ("NO2;asc", [AIR_ESPANA, AIR_SOL, AIR_BARCELONA]),
+        ("NO2;desc", [AIR_BARCELONA, AIR_SOL, AIR_ESPANA]),
+        ("NO2.observedAt;desc", [AIR_ESPANA, AIR_BARCELONA, AIR_SOL]),
+        ("airQualityLevel", [AIR_ESPANA, AIR_SOL, AIR_BARCELONA]),
+        ("address[addressLocality];desc,id;desc", [AIR_SOL, AIR_ESPANA, AIR_BARCELONA]),
+        ("createdAt;desc", [AIR_BARCELONA, AIR_ESPANA, AIR_SOL]),
+        ("id;desc", [AIR_SOL, AIR_ESPANA, AIR_BARCELONA]),
+        # numbers before strings, absent last (Barcelona's temperature is "n/a")
+        ("temperature", [AIR_ESPANA, AIR_SOL, AIR_BARCELONA]),
+        ("reliable", [AIR_ESPANA, AIR_SOL, AIR_BARCELONA]),
+        ("location;dist-asc", [AIR_SOL, AIR_ESPANA, AIR_BARCELONA]),
+        ("location;dist-desc", [AIR_BARCELONA, AIR_ESPANA, AIR_SOL]),
+    ],
+)
+def test_order_by(city: City, order_by: str, expected: list[str]) -> None:
+    parameters = {**AIR, "orderBy": order_by}
+    if "dist" in order_by:
+        parameters["orderFrom"] = "[-3.7038,40.4168]"
+    assert city.query(parameters) == expected
+
+
+def test_order_by_entities_lacking_the_attribute_go_last(city: City) -> None:
+    ordered = city.query({"type": "Streetlight,ParkingSpot,Park", "orderBy": "lanternHeight;desc"})
+    assert ordered[:2] == [LIGHT_RETIRO, LIGHT_SOL]
+    assert set(ordered[2:]) == {SPOT_SOL, SPOT_ATOCHA, PARK_RETIRO}
+    assert ordered[2:] == sorted(ordered[2:])
+
+
+def test_projection_in_sql(city: City) -> None:
+    full = city.documents(id=AIR_SOL)[AIR_SOL]
+    assert {"id", "type", "scope", VOCAB + "NO2", VOCAB + "location"} <= set(full)
+    picked = city.documents(id=AIR_SOL, pick="id,NO2")[AIR_SOL]
+    assert picked == {"id": AIR_SOL, VOCAB + "NO2": full[VOCAB + "NO2"]}
+    omitted = city.documents(id=AIR_SOL, omit="NO2,scope")[AIR_SOL]
+    assert set(full) - set(omitted) == {VOCAB + "NO2", "scope"}
+    attrs = city.documents(id=f"{AIR_SOL},{SPOT_SOL}", attrs="NO2")
+    assert set(attrs) == {AIR_SOL}  # attrs also selects entities having one of them
+    assert set(attrs[AIR_SOL]) == {"id", "type", "scope", VOCAB + "NO2"}
+    assert city.documents(id=AIR_SOL, pick="noSuchAttribute")[AIR_SOL] == {}
