@@ -13,9 +13,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
+from cityos_acquisition.api.health import health_router
 from cityos_acquisition.api.provisioning import provisioning_router
 from cityos_acquisition.api.southbound import southbound_router
+from cityos_acquisition.commands.consumer import CommandDispatcher, command_consumer
 from cityos_acquisition.commands.pending import PendingCommands
+from cityos_acquisition.health.monitor import HealthMonitor
 from cityos_acquisition.ingest.pipeline import IngestPipeline
 from cityos_acquisition.registry.postgres import PostgresRegistryStore
 from cityos_acquisition.registry.service import Registry
@@ -44,6 +47,8 @@ class AcquisitionParts:
     pipeline: IngestPipeline
     pending: PendingCommands
     parts: LayerParts
+    health: HealthMonitor
+    commands: CommandDispatcher
     mqtt: MqttIngestService | None = None
 
 
@@ -55,10 +60,17 @@ def build_parts(
 ) -> AcquisitionParts:
     """Wire the layer from its adapters (the registry store and the bus)."""
     registry = Registry(store, bus, cache_ttl=settings.registry_cache_ttl)
-    pipeline = IngestPipeline(registry)
+    health = HealthMonitor(registry, bus, check_interval=settings.health_check_interval)
+    pipeline = IngestPipeline(registry, listeners=[health.record])
+    registry.add_listener(health.on_device_event)
     pending = PendingCommands()
     parts = LayerParts(
-        routers=[provisioning_router(registry), southbound_router(pipeline, bus, pending)],
+        routers=[
+            provisioning_router(registry),
+            southbound_router(pipeline, bus, pending),
+            health_router(health),
+        ],
+        services=[health],
         readiness=[ReadinessCheck("acquisition-registry", store.check)],
     )
     mqtt: MqttIngestService | None = None
@@ -76,7 +88,9 @@ def build_parts(
         )
         parts.services.append(mqtt)
         parts.readiness.append(ReadinessCheck("acquisition-mqtt", mqtt.check))
-    return AcquisitionParts(registry, pipeline, pending, parts, mqtt)
+    dispatcher = CommandDispatcher(registry, bus, pending, mqtt.send if mqtt else None)
+    parts.consumers.append(command_consumer(dispatcher))
+    return AcquisitionParts(registry, pipeline, pending, parts, health, dispatcher, mqtt)
 
 
 def subscriptions(settings: AcquisitionSettings) -> list[str]:

@@ -1,0 +1,3 @@
+"""Device health: last seen, message rate, battery and RSSI, and silence detection."""
+
+from __future__ import annotations
