@@ -105,7 +105,7 @@ class DataScope:
 
         ``true()`` when every type is allowed, ``false()`` when none is.
         """
-        from sqlalchemy import ARRAY, String, false, true
+        from sqlalchemy import ARRAY, Text, false, true
         from sqlalchemy import cast as sql_cast
 
         allowed = self.writable_types if write else self.readable_types
@@ -114,7 +114,7 @@ class DataScope:
         if not allowed:
             return false()
         if isinstance(getattr(types_column, "type", None), ARRAY):
-            return types_column.overlap(sql_cast(sorted(allowed), ARRAY(String)))
+            return types_column.op("&&")(sql_cast(sorted(allowed), ARRAY(Text)))
         return types_column.in_(sorted(allowed))
 
     def project(self, entity_type: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
