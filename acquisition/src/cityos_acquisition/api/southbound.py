@@ -19,11 +19,11 @@ from cityos_acquisition.codecs.ultralight import format_ultralight_command
 from cityos_acquisition.commands.pending import PendingCommands
 from cityos_acquisition.commands.status import command_status_observation
 from cityos_acquisition.ingest import metrics
+from cityos_acquisition.ingest.encoding import observation_record
 from cityos_acquisition.ingest.inbound import Inbound, PayloadKind
 from cityos_acquisition.ingest.pipeline import IngestPipeline
 from cityos_acquisition.mapping.config import DeviceProfile
 from cityos_kernel.bus.port import Bus, PublishError, Record
-from cityos_kernel.events.topics import OBSERVATIONS
 from cityos_support.security import public
 
 _STATUS_FOR_REASON = {"unknown_device": 404}
@@ -47,11 +47,8 @@ def southbound_router(pipeline: IngestPipeline, bus: Bus, pending: PendingComman
             observation = command_status_observation(
                 profile, command.command, "DELIVERED", at=now, entity_id=command.entity_id
             )
-            envelope = OBSERVATIONS.envelope(
-                observation, source="acquisition:http", tenant=profile.tenant
-            )
             records.append(
-                Record(OBSERVATIONS.name, observation.entity_id, OBSERVATIONS.encode(envelope))
+                observation_record(observation, tenant=profile.tenant, source="acquisition:http")
             )
         if ul:
             body = "#".join(

@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from cityos_acquisition.commands.downlink import CommandRejectedError, downlink_for
 from cityos_acquisition.commands.pending import PendingCommand, PendingCommands
 from cityos_acquisition.commands.status import CommandStatus, command_status_observation
+from cityos_acquisition.ingest.encoding import observation_record
 from cityos_acquisition.mapping.config import DeviceProfile
 from cityos_acquisition.registry.service import Registry
 from cityos_kernel.bus.consumer import ConsumerSpec, Message, dead_letter_payload
 from cityos_kernel.bus.port import Bus, Record
 from cityos_kernel.events.payloads import CommandV1
-from cityos_kernel.events.topics import ACQUISITION_DEADLETTER, COMMANDS, OBSERVATIONS
+from cityos_kernel.events.topics import ACQUISITION_DEADLETTER, COMMANDS
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,7 @@ class CommandDispatcher:
             info=info,
             entity_id=command.entity_id,
         )
-        envelope = OBSERVATIONS.envelope(observation, source=SOURCE, tenant=tenant)
-        self._bus.publish(
-            [Record(OBSERVATIONS.name, observation.entity_id, OBSERVATIONS.encode(envelope))]
-        )
+        self._bus.publish([observation_record(observation, tenant=tenant, source=SOURCE)])
 
     def _dead_letter(self, message: Message, reason: str) -> None:
         payload = dead_letter_payload(

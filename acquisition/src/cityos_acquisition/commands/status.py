@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from cityos_acquisition.mapping.config import DeviceProfile
 from cityos_acquisition.mapping.mapper import device_entity_id
-from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
+from cityos_acquisition.mapping.observation import Attribute, Observation
 
 CommandStatus = Literal["PENDING", "DELIVERED", "OK", "ERROR"]
 
@@ -20,11 +20,11 @@ def command_status_observation(
     at: datetime,
     info: Any = None,
     entity_id: str | None = None,
-) -> ObservationV1:
-    attributes = [ObservedAttribute(name=f"{command}_status", value=status, observed_at=at)]
+) -> Observation:
+    attributes = [Attribute(name=f"{command}_status", value=status, observed_at=at)]
     if info is not None:
-        attributes.append(ObservedAttribute(name=f"{command}_info", value=info, observed_at=at))
-    return ObservationV1(
+        attributes.append(Attribute(name=f"{command}_info", value=info, observed_at=at))
+    return Observation(
         entity_id=entity_id or device_entity_id(profile),
         entity_type=profile.entity_type,
         attributes=attributes,

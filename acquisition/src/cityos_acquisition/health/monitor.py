@@ -17,9 +17,10 @@ from typing import Any
 
 from cityos_acquisition.ingest.inbound import Inbound
 from cityos_acquisition.mapping.config import DeviceProfile
+from cityos_acquisition.mapping.observation import Observation
 from cityos_acquisition.registry.service import Registry
 from cityos_kernel.bus.port import Bus, Record
-from cityos_kernel.events.payloads import DeviceEventV1, ObservationV1
+from cityos_kernel.events.payloads import DeviceEventV1
 from cityos_kernel.events.topics import DEVICES
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class HealthMonitor:
 
     # -- activity -----------------------------------------------------------------------
     def record(
-        self, profile: DeviceProfile, inbound: Inbound, observations: list[ObservationV1]
+        self, profile: DeviceProfile, inbound: Inbound, observations: list[Observation]
     ) -> None:
         recovered = None
         with self._lock:

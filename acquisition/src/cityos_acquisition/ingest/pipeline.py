@@ -30,17 +30,18 @@ from cityos_acquisition.codecs.lorawan import (
 from cityos_acquisition.codecs.ultralight import decode_ultralight, parse_ultralight_command
 from cityos_acquisition.commands.status import CommandStatus, command_status_observation
 from cityos_acquisition.ingest import metrics
+from cityos_acquisition.ingest.encoding import observation_record
 from cityos_acquisition.ingest.inbound import Inbound
 from cityos_acquisition.mapping.config import DeviceProfile
 from cityos_acquisition.mapping.mapper import MappingError, entity_urn, map_measures
+from cityos_acquisition.mapping.observation import Attribute, Observation
 from cityos_acquisition.mapping.smart_data_models import SENSOR_DEFAULTS
 from cityos_acquisition.registry.records import UnresolvedDeviceError
 from cityos_acquisition.registry.service import Registry
 from cityos_kernel.bus.consumer import dead_letter_payload
 from cityos_kernel.bus.port import Record
 from cityos_kernel.events.envelope import DEFAULT_TENANT
-from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
-from cityos_kernel.events.topics import ACQUISITION_DEADLETTER, OBSERVATIONS
+from cityos_kernel.events.topics import ACQUISITION_DEADLETTER
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ REASON_KINDS: dict[type[Exception], str] = {
     DecodeError: "decode",
 }
 
-ActivityListener = Callable[[DeviceProfile, Inbound, list[ObservationV1]], None]
+ActivityListener = Callable[[DeviceProfile, Inbound, list[Observation]], None]
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Outcome:
     rejected: str | None = None
     reason_kind: str | None = None
     profile: DeviceProfile | None = None
-    observations: list[ObservationV1] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
 
 
 def _reason_kind(error: Exception) -> str:
@@ -82,14 +83,14 @@ def _radio_observation(profile: DeviceProfile, uplink: LoraUplink, inbound: Inbo
     for name, value in measures.items():
         default = defaults["frameCounter" if name == "fCnt" else name]
         attributes.append(
-            ObservedAttribute(
+            Attribute(
                 name=default.name,
                 value=value,
                 observed_at=inbound.received_at,
                 unit_code=default.unit_code,
             )
         )
-    return ObservationV1(
+    return Observation(
         entity_id=entity_urn("Device", profile.device_id),
         entity_type="Device",
         attributes=attributes,
@@ -120,11 +121,10 @@ class IngestPipeline:
             return outcome
         outcome.profile, outcome.observations = profile, observations
         source = f"acquisition:{inbound.transport}"
-        for observation in observations:
-            envelope = OBSERVATIONS.envelope(observation, source=source, tenant=profile.tenant)
-            outcome.records.append(
-                Record(OBSERVATIONS.name, observation.entity_id, OBSERVATIONS.encode(envelope))
-            )
+        outcome.records.extend(
+            observation_record(observation, tenant=profile.tenant, source=source)
+            for observation in observations
+        )
         metrics.MESSAGES.labels(inbound.transport, "accepted").inc()
         return outcome
 
@@ -150,7 +150,7 @@ class IngestPipeline:
         return Record(ACQUISITION_DEADLETTER.name, key, ACQUISITION_DEADLETTER.encode(envelope))
 
     # -- decoding -----------------------------------------------------------------------
-    def _observations(self, inbound: Inbound) -> tuple[DeviceProfile, list[ObservationV1]]:
+    def _observations(self, inbound: Inbound) -> tuple[DeviceProfile, list[Observation]]:
         if inbound.kind in ("chirpstack", "tts"):
             return self._lorawan(inbound)
         if not inbound.apikey or not inbound.device_id:
@@ -179,7 +179,7 @@ class IngestPipeline:
             return profile, self._command_observations(profile, groups[0], inbound)
         return profile, map_measures(profile, groups, received_at=inbound.received_at)
 
-    def _lorawan(self, inbound: Inbound) -> tuple[DeviceProfile, list[ObservationV1]]:
+    def _lorawan(self, inbound: Inbound) -> tuple[DeviceProfile, list[Observation]]:
         decode = (
             decode_chirpstack_uplink if inbound.kind == "chirpstack" else decode_things_stack_uplink
         )
@@ -200,7 +200,7 @@ class IngestPipeline:
                     "is application_server (configure its codec, or use cayennelpp or raw)"
                 )
             measures = uplink.decoded
-        observations: list[ObservationV1] = []
+        observations: list[Observation] = []
         if measures:
             observations = map_measures(
                 profile,
@@ -231,7 +231,7 @@ class IngestPipeline:
     @staticmethod
     def _command_observations(
         profile: DeviceProfile, results: MeasureGroup, inbound: Inbound
-    ) -> list[ObservationV1]:
+    ) -> list[Observation]:
         observations = []
         for command, result in results.measures.items():
             if profile.command(command) is None:

@@ -1,4 +1,4 @@
-"""Turns one device message's measure groups into ``ObservationV1`` payloads.
+"""Turns one device message's measure groups into ``Observation`` payloads.
 
 The rules are the IoT Agent's: a measure is looked up by ``object_id`` in the device's
 attributes (then its group's); a mapped measure takes the attribute's name, type, unit
@@ -11,6 +11,7 @@ for known sensor kinds.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -18,18 +19,29 @@ from typing import Any
 from cityos_acquisition.codecs.errors import DecodeError
 from cityos_acquisition.codecs.json_measures import MeasureGroup
 from cityos_acquisition.codecs.timestamps import observation_time
-from cityos_acquisition.expressions import ExpressionError, compile_expression, evaluate
+from cityos_acquisition.expressions import (
+    Expression,
+    ExpressionError,
+    compile_expression,
+    evaluate,
+)
 from cityos_acquisition.expressions.functions import to_number
 from cityos_acquisition.mapping.config import AttributeMapping, DeviceProfile
+from cityos_acquisition.mapping.observation import Attribute, Observation
 from cityos_acquisition.mapping.smart_data_models import default_attribute
 from cityos_acquisition.mapping.values import NUMBER_TYPES, cast_value, kind_of
-from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
 
 URN_PREFIX = "urn:ngsi-ld:"
 
 
 class MappingError(DecodeError):
     """A measure that the device's configuration cannot turn into an attribute."""
+
+
+@functools.lru_cache(maxsize=4096)
+def compiled(source: str) -> Expression:
+    """Expressions are compiled once per distinct text, not once per message."""
+    return compile_expression(source)
 
 
 def entity_urn(entity_type: str, name: str) -> str:
@@ -50,7 +62,7 @@ def device_entity_id(profile: DeviceProfile, measures: Mapping[str, Any] | None 
             "subservice": profile.service_path,
         }
         try:
-            name = evaluate(compile_expression(profile.entity_name_exp), variables)
+            name = evaluate(compiled(profile.entity_name_exp), variables)
         except ExpressionError as exc:
             raise MappingError(f"entityNameExp {profile.entity_name_exp!r}: {exc.reason}") from exc
         if not isinstance(name, str | int) or str(name) == "":
@@ -87,9 +99,9 @@ class _Builder:
     """Collects attributes per target entity for one measure group."""
 
     def __init__(self) -> None:
-        self.entities: dict[str, tuple[str, list[ObservedAttribute]]] = {}
+        self.entities: dict[str, tuple[str, list[Attribute]]] = {}
 
-    def add(self, entity_id: str, entity_type: str, attribute: ObservedAttribute) -> None:
+    def add(self, entity_id: str, entity_type: str, attribute: Attribute) -> None:
         self.entities.setdefault(entity_id, (entity_type, []))[1].append(attribute)
 
 
@@ -98,8 +110,7 @@ def _mapped_value(
 ) -> Any:
     if mapping.expression:
         try:
-            expression = compile_expression(mapping.expression)
-            value = evaluate(expression, {**variables, "value": value})
+            value = evaluate(compiled(mapping.expression), {**variables, "value": value})
         except ExpressionError as exc:
             raise MappingError(
                 f"attribute {mapping.name!r}: expression {mapping.expression!r} failed on "
@@ -116,9 +127,9 @@ def map_measures(
     groups: Sequence[MeasureGroup],
     *,
     received_at: datetime,
-) -> list[ObservationV1]:
+) -> list[Observation]:
     """One observation per (measure group, target entity); raises :class:`MappingError`."""
-    observations: list[ObservationV1] = []
+    observations: list[Observation] = []
     for group in groups:
         observed_at = observation_time(group.device_time, received_at)
         variables = _expression_variables(profile, group.measures)
@@ -144,7 +155,7 @@ def map_measures(
             builder.add(
                 entity_id,
                 entity_type,
-                ObservedAttribute(
+                Attribute(
                     name=mapping.name,
                     kind=kind_of(mapping.type),
                     value=value,
@@ -157,7 +168,7 @@ def map_measures(
                 builder.add(
                     own_id,
                     profile.entity_type,
-                    ObservedAttribute(
+                    Attribute(
                         name=static.name,
                         kind=kind_of(static.type),
                         value=cast_value(static.value, static.type),
@@ -168,7 +179,7 @@ def map_measures(
         for entity_id, (entity_type, attributes) in builder.entities.items():
             if attributes:
                 observations.append(
-                    ObservationV1(
+                    Observation(
                         entity_id=entity_id,
                         entity_type=entity_type,
                         attributes=attributes,
