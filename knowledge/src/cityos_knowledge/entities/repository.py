@@ -35,6 +35,7 @@ class EntityState:
     scopes: list[str] | None
     deleted: bool
     created_at: datetime
+    document: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +49,33 @@ class EntityDocument:
     modified_at: datetime
 
 
-def lock_entities(connection: Connection, ids: Iterable[str]) -> dict[str, EntityState]:
+def lock_entities(
+    connection: Connection, ids: Iterable[str], *, with_documents: bool = False
+) -> dict[str, EntityState]:
     """Lock the existing rows among ``ids`` (FOR UPDATE, in id order) and describe them."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
+    columns = [
+        entities.c.id,
+        entities.c.types,
+        entities.c.scopes,
+        entities.c.deleted_at,
+        entities.c.created_at,
+    ]
+    if with_documents:
+        columns.append(entities.c.entity)
     rows = connection.execute(
-        select(
-            entities.c.id,
-            entities.c.types,
-            entities.c.scopes,
-            entities.c.deleted_at,
-            entities.c.created_at,
-        )
-        .where(entities.c.id.in_(wanted))
-        .order_by(entities.c.id)
-        .with_for_update()
+        select(*columns).where(entities.c.id.in_(wanted)).order_by(entities.c.id).with_for_update()
     )
     return {
         row.id: EntityState(
-            row.id, list(row.types), row.scopes, row.deleted_at is not None, row.created_at
+            row.id,
+            list(row.types),
+            row.scopes,
+            row.deleted_at is not None,
+            row.created_at,
+            row.entity if with_documents else None,
         )
         for row in rows
     }
@@ -290,6 +298,11 @@ def _copy_field(value: Any) -> str:
     return orjson.dumps(value).decode().translate(_COPY_ESCAPES)
 
 
+def _json_text(value: Any) -> str | None:
+    """A jsonb column's COPY text (a JSON string value must arrive quoted)."""
+    return None if value is None else orjson.dumps(value).decode()
+
+
 def copy_rows(
     connection: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
@@ -329,9 +342,9 @@ def append_instances(connection: Connection, schema: str, instances: Sequence[In
                 row.kind,
                 row.unit_code,
                 row.value_number,
-                row.value,
+                _json_text(row.value),
                 row.geometry,
-                row.extras,
+                _json_text(row.extras),
             )
             for row in instances
         ),

@@ -235,11 +235,10 @@ class Partitions:
     def ensure(self, schema: str, months: Iterable[date]) -> int:
         """Create the partitions of ``months`` that do not exist yet; return how many.
 
-        Runs in its own short transaction, before the write that needs the partitions: the
-        lock ``CREATE TABLE … PARTITION OF`` takes on the parent is then held for
-        milliseconds, not for a whole ingest batch, and a partition is remembered only once
-        it is committed. An empty partition left by a write that later failed is harmless.
-        Concurrent creators are serialized by an advisory lock per schema.
+        Runs in its own short transaction (a partition is remembered only once committed),
+        so it may be called while the caller's write transaction is open: attaching takes
+        a lock that does not conflict with writers. An empty partition left by a write that
+        later failed is harmless. Concurrent creators are serialized by an advisory lock.
         """
         if not self._enabled:
             return 0
@@ -283,10 +282,18 @@ def _create_partitions(connection: Connection, schema: str, months: list[date]) 
         name = partition_name(month)
         if name in existing:
             continue
+        # CREATE + ATTACH rather than CREATE … PARTITION OF: ATTACH takes only a SHARE UPDATE
+        # EXCLUSIVE lock on the parent, which does not wait for transactions writing to it.
         connection.execute(
             text(
-                f"CREATE TABLE {quoted_schema}.{name} PARTITION OF "
-                f"{quoted_schema}.attribute_instances FOR VALUES FROM "
+                f"CREATE TABLE {quoted_schema}.{name} (LIKE {quoted_schema}.attribute_instances "
+                "INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            )
+        )
+        connection.execute(
+            text(
+                f"ALTER TABLE {quoted_schema}.attribute_instances ATTACH PARTITION "
+                f"{quoted_schema}.{name} FOR VALUES FROM "
                 f"('{month.isoformat()} 00:00:00+00') TO "
                 f"('{next_month(month).isoformat()} 00:00:00+00')"
             )

@@ -1,0 +1,1 @@
+"""NGSI-LD context operations (current state): writes, reads, batches, discovery."""

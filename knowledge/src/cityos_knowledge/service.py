@@ -1,0 +1,656 @@
+"""The knowledge layer's service facade: the only module other layers may import.
+
+Typed operations for everything the NGSI-LD API needs, on expanded NGSI-LD JSON (attribute
+names, types and vocab values as IRIs; the API expands and compacts with the request's
+``@context``). Every write runs in one database transaction that also writes its
+``knowledge.entities.changed.v1`` events to the outbox (published after the commit by the
+knowledge layer's relay). Every read filters in SQL.
+
+Tenants: ``tenant=None`` (or ``""``) is the NGSI-LD default tenant. A write creates the
+tenant on first use; a read of a tenant never written raises
+:class:`NonexistentTenantError`.
+
+Errors are :class:`KnowledgeError` subclasses carrying ``problem_type``, ``title`` and
+``status`` for ProblemDetails; query-parameter parsing raises :class:`InvalidQueryError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import DataError
+
+from cityos_knowledge.context import discovery
+from cityos_knowledge.context.batch import BatchError, BatchResult, run_batch
+from cityos_knowledge.context.discovery import (
+    AttributeSummary,
+    EntityTypeInfo,
+    EntityTypeSummary,
+    TypeAttribute,
+)
+from cityos_knowledge.context.reads import CORE_MEMBERS, Projection, count_entities, retrieve
+from cityos_knowledge.context.reads import select_documents as _select_documents
+from cityos_knowledge.context.writes import ContextWriter, NotUpdated, UpdateResult
+from cityos_knowledge.entities.model import (
+    NGSI_LD_NULL,
+    parse_entity,
+    parse_fragment,
+    validate_entity_id,
+)
+from cityos_knowledge.errors import (
+    AlreadyExistsError,
+    BadRequestDataError,
+    InvalidRequestError,
+    KnowledgeError,
+    NonexistentTenantError,
+    NotAvailableOnThisDatabaseError,
+    NotFoundError,
+    OperationNotSupportedError,
+    TooManyResultsError,
+)
+from cityos_knowledge.query import EntityQuery, InvalidQueryError, parse_entity_query
+from cityos_knowledge.query.selection import build_entity_filter
+from cityos_knowledge.settings import KnowledgeSettings
+from cityos_knowledge.store.database import KnowledgeStore, bind_schema
+from cityos_knowledge.store.tables import entities
+from cityos_knowledge.store.tenants import validate_tenant
+from cityos_knowledge.temporal import aggregation, analytics
+from cityos_knowledge.temporal import reads as temporal_reads
+from cityos_knowledge.temporal.analytics import CounterStats
+from cityos_knowledge.temporal.params import (
+    AGGREGATION_METHODS,
+    TemporalQuery,
+    parse_temporal_query,
+)
+from cityos_knowledge.temporal.writes import TemporalWriter
+
+__all__ = [
+    "AGGREGATION_METHODS",
+    "NGSI_LD_NULL",
+    "AlreadyExistsError",
+    "AttributeSummary",
+    "BadRequestDataError",
+    "BatchError",
+    "BatchResult",
+    "CounterStats",
+    "EntityPage",
+    "EntityQuery",
+    "EntityTypeInfo",
+    "EntityTypeSummary",
+    "InvalidQueryError",
+    "InvalidRequestError",
+    "KnowledgeError",
+    "KnowledgeService",
+    "NonexistentTenantError",
+    "NotAvailableOnThisDatabaseError",
+    "NotFoundError",
+    "NotUpdated",
+    "OperationNotSupportedError",
+    "TemporalQuery",
+    "TooManyResultsError",
+    "TypeAttribute",
+    "UpdateResult",
+    "parse_entity_query",
+    "parse_temporal_query",
+]
+
+T = TypeVar("T")
+Expander = Callable[[str], str]
+Representation = Literal["normalized", "temporalValues"]
+
+_INVALID_REGEX = "2201B"
+
+
+def _identity(term: str) -> str:
+    return term
+
+
+@dataclass(frozen=True, slots=True)
+class EntityPage:
+    """A page of entities (context or temporal) and, when asked, how many match in all."""
+
+    entities: list[dict[str, Any]]
+    count: int | None = None
+
+
+class KnowledgeService:
+    """NGSI-LD context and temporal operations on one knowledge database."""
+
+    def __init__(self, store: KnowledgeStore) -> None:
+        self._store = store
+
+    @classmethod
+    def from_url(
+        cls, database_url: str, settings: KnowledgeSettings | None = None, *, pool_size: int = 5
+    ) -> KnowledgeService:
+        """A service on its own connection pool (the caller closes it)."""
+        return cls(KnowledgeStore.from_url(database_url, settings, pool_size=pool_size))
+
+    def close(self) -> None:
+        self._store.close()
+
+    @property
+    def history_layout(self) -> str:
+        """How history is kept on this database (as shown in ``/ready``)."""
+        return self._store.layout.detail
+
+    # -- transactions --------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(
+        self, tenant: str | None, writer: type[ContextWriter] = ContextWriter
+    ) -> Iterator[Any]:
+        """One transaction on the tenant (created if new); events written before commit."""
+        name = validate_tenant(tenant)
+        schema = self._store.tenants.ensure(name)
+        with _user_errors(), self._store.engine.begin() as raw:
+            instance = writer(
+                bind_schema(raw, schema),
+                schema=schema,
+                tenant=name,
+                now=datetime.now(UTC),
+                partitions=self._store.partitions,
+            )
+            yield instance
+            instance.finish()
+
+    @contextmanager
+    def _reading(self, tenant: str | None) -> Iterator[Connection]:
+        """A connection on an existing tenant (NonexistentTenant otherwise)."""
+        schema = self._store.tenants.lookup(tenant)
+        with _user_errors(), self._store.engine.connect() as raw:
+            yield bind_schema(raw, schema)
+
+    # -- context writes ------------------------------------------------------------------
+
+    def create_entity(self, tenant: str | None, entity: Mapping[str, Any]) -> str:
+        """Create an entity (AlreadyExists when its id is taken); returns its id."""
+        parsed = parse_entity(entity)
+        with self._writing(tenant) as writer:
+            writer.create(parsed)
+        return parsed.id
+
+    def replace_entity(self, tenant: str | None, entity_id: str, entity: Mapping[str, Any]) -> None:
+        """Replace an entity's types, scopes and attributes (PUT /entities/{id})."""
+        parsed = parse_entity({**entity, "id": validate_entity_id(entity_id)})
+        with self._writing(tenant) as writer:
+            writer.replace(parsed)
+
+    def merge_entity(self, tenant: str | None, entity_id: str, fragment: Mapping[str, Any]) -> None:
+        """Merge-patch an entity (PATCH /entities/{id}); ``urn:ngsi-ld:null`` deletes."""
+        parsed = parse_fragment(fragment, allow_null=True, validate=False)
+        with self._writing(tenant) as writer:
+            writer.merge(validate_entity_id(entity_id), parsed)
+
+    def append_attributes(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        fragment: Mapping[str, Any],
+        *,
+        no_overwrite: bool = False,
+    ) -> UpdateResult:
+        """Append attributes (POST /entities/{id}/attrs, ``options=noOverwrite``)."""
+        parsed = parse_fragment(fragment)
+        writer: ContextWriter
+        with self._writing(tenant) as writer:
+            result = writer.append(validate_entity_id(entity_id), parsed, no_overwrite=no_overwrite)
+        return result
+
+    def update_attributes(
+        self, tenant: str | None, entity_id: str, fragment: Mapping[str, Any]
+    ) -> UpdateResult:
+        """Update existing attributes only (PATCH /entities/{id}/attrs)."""
+        parsed = parse_fragment(fragment, allow_null=True, entity_members=False)
+        writer: ContextWriter
+        with self._writing(tenant) as writer:
+            result = writer.update(validate_entity_id(entity_id), parsed)
+        return result
+
+    def patch_attribute(
+        self, tenant: str | None, entity_id: str, name: str, partial: Mapping[str, Any]
+    ) -> None:
+        """Partial update of one attribute (PATCH /entities/{id}/attrs/{attrId})."""
+        if not isinstance(partial, Mapping):
+            raise BadRequestDataError("a partial attribute must be a JSON object")
+        with self._writing(tenant) as writer:
+            writer.patch_attribute(validate_entity_id(entity_id), name, partial)
+
+    def replace_attribute(
+        self, tenant: str | None, entity_id: str, name: str, attribute: Any
+    ) -> None:
+        """Replace one attribute (PUT /entities/{id}/attrs/{attrId})."""
+        parsed = parse_fragment({name: attribute}, entity_members=False)
+        with self._writing(tenant) as writer:
+            writer.replace_attribute(validate_entity_id(entity_id), name, parsed.attributes)
+
+    def delete_attribute(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        *,
+        dataset_id: str | None = None,
+        delete_all: bool = False,
+    ) -> None:
+        """Delete an attribute instance, or all with ``delete_all``."""
+        with self._writing(tenant) as writer:
+            writer.delete_attribute(
+                validate_entity_id(entity_id), name, dataset_id=dataset_id, delete_all=delete_all
+            )
+
+    def delete_entity(self, tenant: str | None, entity_id: str) -> None:
+        """Delete an entity from the context (its history stays for the temporal API)."""
+        with self._writing(tenant) as writer:
+            writer.delete(validate_entity_id(entity_id))
+
+    # -- batch operations ----------------------------------------------------------------
+
+    def _batch(
+        self,
+        tenant: str | None,
+        items: Sequence[Any],
+        step: Callable[[ContextWriter, Any], str],
+    ) -> BatchResult:
+        with self._writing(tenant) as writer:
+            return run_batch(writer.connection, writer, items, step)
+
+    def batch_create(self, tenant: str | None, items: Sequence[Mapping[str, Any]]) -> BatchResult:
+        """POST /entityOperations/create."""
+
+        def step(writer: ContextWriter, item: Mapping[str, Any]) -> str:
+            entity = parse_entity(item)
+            writer.create(entity)
+            return entity.id
+
+        return self._batch(tenant, items, step)
+
+    def batch_upsert(
+        self, tenant: str | None, items: Sequence[Mapping[str, Any]], *, replace: bool = True
+    ) -> BatchResult:
+        """POST /entityOperations/upsert (``options=replace`` default, or ``update``)."""
+
+        def step(writer: ContextWriter, item: Mapping[str, Any]) -> str:
+            entity = parse_entity(item)
+            try:
+                writer.create(entity)
+            except AlreadyExistsError:
+                if replace:
+                    writer.replace(entity)
+                else:
+                    writer.append(entity.id, entity, no_overwrite=False)
+            return entity.id
+
+        return self._batch(tenant, items, step)
+
+    def batch_update(
+        self, tenant: str | None, items: Sequence[Mapping[str, Any]], *, no_overwrite: bool = False
+    ) -> BatchResult:
+        """POST /entityOperations/update: append attributes to existing entities."""
+
+        def step(writer: ContextWriter, item: Mapping[str, Any]) -> str:
+            entity_id = validate_entity_id(item.get("id"))
+            writer.append(entity_id, parse_fragment(item), no_overwrite=no_overwrite)
+            return entity_id
+
+        return self._batch(tenant, items, step)
+
+    def batch_merge(self, tenant: str | None, items: Sequence[Mapping[str, Any]]) -> BatchResult:
+        """POST /entityOperations/merge."""
+
+        def step(writer: ContextWriter, item: Mapping[str, Any]) -> str:
+            entity_id = validate_entity_id(item.get("id"))
+            writer.merge(entity_id, parse_fragment(item, allow_null=True, validate=False))
+            return entity_id
+
+        return self._batch(tenant, items, step)
+
+    def batch_delete(self, tenant: str | None, entity_ids: Sequence[str]) -> BatchResult:
+        """POST /entityOperations/delete."""
+
+        def step(writer: ContextWriter, entity_id: str) -> str:
+            writer.delete(validate_entity_id(entity_id))
+            return entity_id
+
+        return self._batch(tenant, entity_ids, step)
+
+    def purge_entities(
+        self, tenant: str | None, query: EntityQuery, *, expand: Expander = _identity
+    ) -> int:
+        """Delete every entity the query selects (context delete); returns how many."""
+        condition = build_entity_filter(query, expand=expand)
+        with self._writing(tenant) as writer:
+            ids = list(
+                writer.connection.execute(
+                    select(entities.c.id).where(condition).order_by(entities.c.id)
+                ).scalars()
+            )
+            for entity_id in ids:
+                writer.delete(entity_id)
+        return len(ids)
+
+    # -- context reads -------------------------------------------------------------------
+
+    def retrieve_entity(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        *,
+        attrs: Sequence[str] | None = None,
+        pick: Sequence[str] = (),
+        omit: Sequence[str] = (),
+        sys_attrs: bool = False,
+    ) -> dict[str, Any]:
+        """One entity (NotFound when absent); names are expanded IRIs."""
+        projection = Projection(attrs, pick, omit, sys_attrs)
+        with self._reading(tenant) as connection:
+            document = retrieve(connection, validate_entity_id(entity_id), projection)
+        if document is None:
+            raise NotFoundError(f"entity {entity_id} does not exist")
+        return document
+
+    def query_entities(
+        self,
+        tenant: str | None,
+        query: EntityQuery,
+        *,
+        expand: Expander = _identity,
+        sys_attrs: bool = False,
+    ) -> EntityPage:
+        """Query Entities: every filter of ``query`` runs in SQL (see ``cityos_knowledge.query``).
+
+        ``expand`` turns the names the user wrote (attributes, types, geoproperty) into the
+        stored IRIs; the default keeps them as written.
+        """
+        if query.order_by:
+            raise OperationNotSupportedError("orderBy is not supported yet")
+        projection = self._projection(query, expand, sys_attrs)
+        condition = build_entity_filter(query, expand=expand)
+        with self._reading(tenant) as connection:
+            found = _select_documents(
+                connection, condition, projection, limit=query.limit, offset=query.offset
+            )
+            total = count_entities(connection, condition) if query.count else None
+        return EntityPage(found, total)
+
+    @staticmethod
+    def _projection(query: EntityQuery, expand: Expander, sys_attrs: bool) -> Projection:
+        def member(name: str) -> str:
+            return name if name in CORE_MEMBERS else expand(name)
+
+        return Projection(
+            attrs=[expand(name) for name in query.attrs] if query.attrs else None,
+            pick=[member(name) for name in query.pick],
+            omit=[member(name) for name in query.omit],
+            sys_attrs=sys_attrs,
+        )
+
+    def entity_types(self, tenant: str | None) -> list[EntityTypeSummary]:
+        """Every entity type of live entities, with their attribute names."""
+        with self._reading(tenant) as connection:
+            return discovery.entity_types(connection)
+
+    def entity_type(self, tenant: str | None, type_name: str) -> EntityTypeInfo:
+        """Details of one entity type (NotFound when no live entity has it)."""
+        with self._reading(tenant) as connection:
+            info = discovery.entity_type(connection, type_name)
+        if info is None:
+            raise NotFoundError(f"no entity has type {type_name}")
+        return info
+
+    def attributes(self, tenant: str | None) -> list[AttributeSummary]:
+        """Every attribute name of live entities, with counts, attribute and entity types."""
+        with self._reading(tenant) as connection:
+            return discovery.attribute_summaries(connection)
+
+    def attribute(self, tenant: str | None, name: str) -> AttributeSummary:
+        """Details of one attribute (NotFound when no live entity has it)."""
+        with self._reading(tenant) as connection:
+            found = discovery.attribute_summaries(connection, name)
+        if not found:
+            raise NotFoundError(f"no entity has attribute {name}")
+        return found[0]
+
+    # -- temporal ------------------------------------------------------------------------
+
+    def retrieve_temporal(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        temporal: TemporalQuery,
+        *,
+        attrs: Sequence[str] | None = None,
+        representation: Representation = "normalized",
+        sys_attrs: bool = False,
+    ) -> dict[str, Any]:
+        """An entity's temporal evolution (normalized, temporalValues or, with
+        ``aggrMethods``, aggregatedValues); NotFound when the entity never existed."""
+        entity_id = validate_entity_id(entity_id)
+        with self._reading(tenant) as connection:
+            page = self._temporal(
+                connection, [entity_id], attrs, temporal, representation, sys_attrs
+            )
+        if not page:
+            raise NotFoundError(f"entity {entity_id} does not exist")
+        return page[0]
+
+    def query_temporal(
+        self,
+        tenant: str | None,
+        query: EntityQuery,
+        temporal: TemporalQuery,
+        *,
+        expand: Expander = _identity,
+        representation: Representation = "normalized",
+        sys_attrs: bool = False,
+    ) -> EntityPage:
+        """Query Temporal Evolution of Entities: entities chosen by ``query`` (on their
+        current state), each with its instances in the ``temporal`` window."""
+        condition = build_entity_filter(query, expand=expand)
+        attrs = [expand(name) for name in query.attrs] if query.attrs else None
+        with self._reading(tenant) as connection:
+            ids = list(
+                connection.execute(
+                    select(entities.c.id)
+                    .where(condition)
+                    .order_by(entities.c.id)
+                    .limit(query.limit)
+                    .offset(query.offset)
+                ).scalars()
+            )
+            found = self._temporal(connection, ids, attrs, temporal, representation, sys_attrs)
+            total = count_entities(connection, condition) if query.count else None
+        return EntityPage(found, total)
+
+    def _temporal(
+        self,
+        connection: Connection,
+        ids: list[str],
+        attrs: Sequence[str] | None,
+        temporal: TemporalQuery,
+        representation: Representation,
+        sys_attrs: bool,
+    ) -> list[dict[str, Any]]:
+        types = temporal_reads.entity_types(connection, ids)
+        if not types:
+            return []
+        values: dict[str, dict[str, Any]]
+        if temporal.aggregated:
+            view = aggregation.rollup_answerable(
+                temporal, timescaledb=self._store.layout.timescaledb
+            )
+            schema = connection.get_execution_options()["schema_translate_map"][None]
+            values = (
+                aggregation.rollup_values(connection, view, schema, ids, attrs, temporal)
+                if view
+                else aggregation.aggregated_values(connection, ids, attrs, temporal)
+            )
+        else:
+            rows = temporal_reads.load_instances(connection, ids, attrs, temporal)
+            if representation == "temporalValues":
+                values = temporal_reads.temporal_values(rows)
+            else:
+                values = temporal_reads.normalized(rows, sys_attrs=sys_attrs)
+        return [
+            {"id": entity_id, "type": types[entity_id], **values.get(entity_id, {})}
+            for entity_id in ids
+            if entity_id in types
+        ]
+
+    def create_temporal_entity(self, tenant: str | None, entity: Mapping[str, Any]) -> bool:
+        """POST /temporal/entities: create or add instances; True when it was created."""
+        entity_id = validate_entity_id(entity.get("id"))
+        types = parse_entity(_latest_only(entity)).types
+        with self._writing(tenant, TemporalWriter) as writer:
+            return bool(writer.append_history(entity_id, types, _instances(entity), create=True))
+
+    def append_temporal_attributes(
+        self, tenant: str | None, entity_id: str, fragment: Mapping[str, Any]
+    ) -> None:
+        """POST /temporal/entities/{id}/attrs: append instances to an existing entity."""
+        with self._writing(tenant, TemporalWriter) as writer:
+            writer.append_history(
+                validate_entity_id(entity_id), None, _instances(fragment), create=False
+            )
+
+    def modify_attribute_instance(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        instance_id: str,
+        partial: Mapping[str, Any],
+    ) -> None:
+        """PATCH /temporal/entities/{id}/attrs/{attrId}/{instanceId}."""
+        with self._writing(tenant, TemporalWriter) as writer:
+            writer.modify_instance(validate_entity_id(entity_id), name, instance_id, partial)
+
+    def delete_attribute_instance(
+        self, tenant: str | None, entity_id: str, name: str, instance_id: str
+    ) -> None:
+        """DELETE /temporal/entities/{id}/attrs/{attrId}/{instanceId}."""
+        with self._writing(tenant, TemporalWriter) as writer:
+            writer.delete_instance(validate_entity_id(entity_id), name, instance_id)
+
+    def delete_temporal_attribute(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        *,
+        dataset_id: str | None = None,
+        delete_all: bool = False,
+    ) -> None:
+        """DELETE /temporal/entities/{id}/attrs/{attrId}: an attribute's history."""
+        with self._writing(tenant, TemporalWriter) as writer:
+            writer.delete_attribute_history(
+                validate_entity_id(entity_id), name, dataset_id=dataset_id, delete_all=delete_all
+            )
+
+    def delete_temporal_entity(self, tenant: str | None, entity_id: str) -> None:
+        """DELETE /temporal/entities/{id}: the entity and its whole history."""
+        with self._writing(tenant, TemporalWriter) as writer:
+            writer.purge(validate_entity_id(entity_id))
+
+    # -- analytics (TimescaleDB toolkit) -------------------------------------------------
+
+    @contextmanager
+    def _analytics(self, tenant: str | None, what: str) -> Iterator[Connection]:
+        analytics.require_toolkit(self._store.layout, what)
+        with self._reading(tenant) as connection:
+            yield connection
+
+    def time_weighted_average(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        temporal: TemporalQuery,
+        *,
+        dataset_id: str | None = None,
+        method: str = "Linear",
+    ) -> float | None:
+        """Time-weighted average of a numeric attribute (toolkit ``time_weight``)."""
+        with self._analytics(tenant, "a time-weighted average") as connection:
+            return analytics.time_weighted_average(
+                connection, entity_id, name, dataset_id, temporal, method=method
+            )
+
+    def percentiles(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        temporal: TemporalQuery,
+        fractions: Sequence[float],
+        *,
+        dataset_id: str | None = None,
+    ) -> dict[float, float | None]:
+        """Approximate percentiles (toolkit ``percentile_agg``)."""
+        with self._analytics(tenant, "percentiles") as connection:
+            return analytics.percentiles(
+                connection, entity_id, name, dataset_id, temporal, fractions
+            )
+
+    def counter(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        temporal: TemporalQuery,
+        *,
+        dataset_id: str | None = None,
+    ) -> CounterStats:
+        """Delta and rate of a monotonic counter, resets handled (toolkit ``counter_agg``)."""
+        with self._analytics(tenant, "counter deltas and rates") as connection:
+            return analytics.counter(connection, entity_id, name, dataset_id, temporal)
+
+    def downsample(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        temporal: TemporalQuery,
+        points: int,
+        *,
+        dataset_id: str | None = None,
+    ) -> list[tuple[datetime, float]]:
+        """LTTB downsampling to ``points`` points (toolkit ``lttb``)."""
+        with self._analytics(tenant, "LTTB downsampling") as connection:
+            return analytics.downsample(connection, entity_id, name, dataset_id, temporal, points)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn what PostgreSQL rejects in user input (an invalid regex) into BadRequestData."""
+    try:
+        yield
+    except DataError as exc:
+        if getattr(exc.orig, "pgcode", None) == _INVALID_REGEX:
+            raise BadRequestDataError(f"invalid regular expression: {exc.orig}") from exc
+        raise
+
+
+def _instances(document: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The attribute instances of a temporal entity or fragment (each attribute a list)."""
+    if not isinstance(document, Mapping):
+        raise BadRequestDataError("a temporal entity must be a JSON object")
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, value in document.items():
+        if name in CORE_MEMBERS or name == "@context":
+            continue
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(item, dict) for item in items):
+            raise BadRequestDataError(f"attribute {name}: instances must be JSON objects")
+        found[name] = items
+    return found
+
+
+def _latest_only(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """The entity members needed to validate id and type (attributes left out)."""
+    return {key: entity[key] for key in ("id", "type", "scope") if key in entity}

@@ -1,0 +1,1 @@
+"""Temporal operations: instances in time windows, aggregation, history edits, analytics."""

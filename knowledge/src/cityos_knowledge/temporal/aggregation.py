@@ -1,0 +1,272 @@
+"""aggregatedValues: ``<attr>: {"type", "<method>": [[value, start, end], …]}``, in SQL.
+
+Periods come from ``aggrPeriodDuration``: ``date_bin`` for exact spans (starting at
+``timeAt`` for after/between, else at 2000-01-01T00:00Z), ``date_trunc`` for whole months
+and years, and one period for the whole window when it is absent or ``PT0S``. Numeric
+methods (sum, avg, min, max, stddev, sumsq) use the instances' numeric values;
+totalCount and distinctCount count every instance. With TimescaleDB, hourly and daily
+aggregations with aligned bounds are read from the continuous aggregates instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Float,
+    Interval,
+    Text,
+    and_,
+    cast,
+    column,
+    func,
+    literal,
+    select,
+    table,
+)
+from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy.sql.elements import ColumnElement
+
+from cityos_knowledge.entities.attributes import format_datetime
+from cityos_knowledge.errors import BadRequestDataError
+from cityos_knowledge.store.tables import DEFAULT_DATASET, attributes
+from cityos_knowledge.temporal.params import TemporalQuery
+from cityos_knowledge.temporal.reads import (
+    AttributeKey,
+    fold,
+    history,
+    plain,
+    selection,
+    time_column,
+    window,
+)
+
+#: Where bucketing starts when the request gives no timeAt to start from.
+DEFAULT_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+_NUMERIC_METHODS: dict[str, Any] = {
+    "sum": lambda: func.sum(history.c.value_number),
+    "avg": lambda: func.avg(history.c.value_number),
+    "min": lambda: func.min(history.c.value_number),
+    "max": lambda: func.max(history.c.value_number),
+    "stddev": lambda: func.stddev_samp(history.c.value_number),
+    "sumsq": lambda: func.sum(history.c.value_number * history.c.value_number),
+}
+
+
+def _method_column(method: str) -> ColumnElement[Any]:
+    if method == "totalCount":
+        return func.count()
+    if method == "distinctCount":
+        return func.count(
+            func.coalesce(func.to_jsonb(history.c.value_number), history.c.value).distinct()
+        )
+    return cast(_NUMERIC_METHODS[method](), Float)
+
+
+def _bucket(query: TemporalQuery, at: ColumnElement[Any]) -> ColumnElement[Any] | None:
+    period = query.aggr_period
+    if period is None:
+        return None
+    if period.months:
+        unit = {1: "month", 12: "year"}.get(period.months)
+        if unit is None:
+            raise BadRequestDataError(
+                f"aggrPeriodDuration {period.text}: only P1M and P1Y are supported for "
+                "calendar periods"
+            )
+        return func.date_trunc(literal(unit, Text), at, literal("UTC", Text))
+    origin = query.time_at if query.timerel in ("after", "between") else DEFAULT_ORIGIN
+    return func.date_bin(
+        literal(period.span, Interval()), at, literal(origin, TIMESTAMP(timezone=True))
+    )
+
+
+def _period_end(query: TemporalQuery, start: datetime) -> datetime:
+    period = query.aggr_period
+    assert period is not None
+    if not period.months:
+        return start + period.span
+    months = start.month - 1 + period.months
+    return start.replace(year=start.year + months // 12, month=months % 12 + 1)
+
+
+def aggregated_values(
+    connection: Connection,
+    ids: Sequence[str],
+    names: Sequence[str] | None,
+    query: TemporalQuery,
+) -> dict[str, dict[str, Any]]:
+    """entity id → attribute name → aggregatedValues object (or list per datasetId)."""
+    at = time_column(query.timeproperty)
+    bucket = _bucket(query, at)
+    keys = [history.c.entity_id, history.c.name, history.c.dataset_id]
+    columns: list[ColumnElement[Any]] = [
+        *keys,
+        func.min(history.c.kind).label("kind"),
+        func.min(at).label("first"),
+        func.max(at).label("last"),
+    ]
+    if bucket is not None:
+        columns.append(bucket.label("bucket"))
+    columns.extend(_method_column(m).label(f"m_{m}") for m in query.aggr_methods)
+    group = [*keys, bucket] if bucket is not None else keys
+    statement = (
+        select(*columns)
+        .where(*selection(ids, names), *window(query))
+        .group_by(*group)
+        .order_by(*group)
+    )
+    per_key: dict[AttributeKey, dict[str, Any]] = {}
+    for row in connection.execute(statement):
+        key = (row.entity_id, row.name, row.dataset_id)
+        target = per_key.get(key)
+        if target is None:
+            target = per_key[key] = {"type": row.kind}
+            if row.dataset_id != DEFAULT_DATASET:
+                target["datasetId"] = row.dataset_id
+            for method in query.aggr_methods:
+                target[method] = []
+        start, end = _span(query, row, bucket is not None)
+        for method in query.aggr_methods:
+            value = getattr(row, f"m_{method}")
+            if value is not None:
+                target[method].append(
+                    [plain(float(value)), format_datetime(start), format_datetime(end)]
+                )
+    return fold(per_key)
+
+
+def _span(query: TemporalQuery, row: Any, bucketed: bool) -> tuple[datetime, datetime]:
+    if bucketed:
+        return row.bucket, _period_end(query, row.bucket)
+    start = query.time_at if query.timerel in ("after", "between") else row.first
+    if query.timerel == "between":
+        end = query.end_time_at
+    elif query.timerel == "before":
+        end = query.time_at
+    else:
+        end = row.last
+    assert start is not None
+    assert end is not None
+    return start, end
+
+
+def rollup_answerable(query: TemporalQuery, *, timescaledb: bool) -> str | None:
+    """The continuous aggregate that can answer this aggregation exactly, if any.
+
+    Only with TimescaleDB: hourly/daily periods on observedAt, bucket-aligned bounds, and
+    methods a rollup row can give exactly (not distinctCount).
+    """
+    period = query.aggr_period
+    if not timescaledb or period is None or period.months or query.last_n is not None:
+        return None
+    if query.timeproperty != "observedAt" or "distinctCount" in query.aggr_methods:
+        return None
+    view = {timedelta(hours=1): "attribute_hourly", timedelta(days=1): "attribute_daily"}.get(
+        period.span
+    )
+    if view is None:
+        return None
+    for bound in (query.time_at, query.end_time_at):
+        if bound is not None and (bound - DEFAULT_ORIGIN) % period.span:
+            return None
+    if query.timerel in ("after", "between") and query.time_at is not None:
+        return None if (query.time_at - DEFAULT_ORIGIN) % period.span else view
+    return view
+
+
+def rollup_values(
+    connection: Connection,
+    view: str,
+    schema: str,
+    ids: Sequence[str],
+    names: Sequence[str] | None,
+    query: TemporalQuery,
+) -> dict[str, dict[str, Any]]:
+    """aggregatedValues from a TimescaleDB continuous aggregate (see ``rollup_answerable``).
+
+    Exercised only where TimescaleDB is installed (not on the machines the tests run on).
+    """
+    rollup = table(
+        view,
+        column("entity_id"),
+        column("name"),
+        column("dataset_id"),
+        column("bucket"),
+        column("total_count"),
+        column("number_count"),
+        column("sum"),
+        column("sumsq"),
+        column("min"),
+        column("max"),
+        schema=schema,
+    )
+    c = rollup.c
+    clauses: list[ColumnElement[bool]] = [c.entity_id.in_(list(ids))]
+    if names is not None:
+        clauses.append(c.name.in_(list(names)))
+    if query.timerel == "before":
+        clauses.append(c.bucket < query.time_at)
+    elif query.timerel == "after":
+        clauses.append(c.bucket >= query.time_at)
+    elif query.timerel == "between":
+        clauses.extend([c.bucket >= query.time_at, c.bucket < query.end_time_at])
+    n = cast(c.number_count, Float)
+    methods: dict[str, ColumnElement[Any]] = {
+        "totalCount": c.total_count,
+        "sum": c.sum,
+        "avg": c.sum / func.nullif(n, 0),
+        "min": c.min,
+        "max": c.max,
+        "sumsq": c.sumsq,
+        "stddev": func.sqrt(
+            func.greatest((c.sumsq - c.sum * c.sum / func.nullif(n, 0)) / func.nullif(n - 1, 0), 0)
+        ),
+    }
+    statement = (
+        select(
+            c.entity_id,
+            c.name,
+            c.dataset_id,
+            c.bucket,
+            *(methods[m].label(f"m_{m}") for m in query.aggr_methods),
+        )
+        .where(and_(*clauses))
+        .order_by(c.entity_id, c.name, c.dataset_id, c.bucket)
+    )
+    kinds = _kinds(connection, ids, names)
+    per_key: dict[AttributeKey, dict[str, Any]] = {}
+    for row in connection.execute(statement):
+        key = (row.entity_id, row.name, row.dataset_id)
+        target = per_key.setdefault(
+            key, {"type": kinds.get(key, "Property"), **{m: [] for m in query.aggr_methods}}
+        )
+        if row.dataset_id != DEFAULT_DATASET:
+            target["datasetId"] = row.dataset_id
+        end = _period_end(query, row.bucket)
+        for method in query.aggr_methods:
+            value = getattr(row, f"m_{method}")
+            if value is not None:
+                target[method].append(
+                    [plain(float(value)), format_datetime(row.bucket), format_datetime(end)]
+                )
+    return fold(per_key)
+
+
+def _kinds(
+    connection: Connection, ids: Sequence[str], names: Sequence[str] | None
+) -> dict[AttributeKey, str]:
+    clauses = [attributes.c.entity_id.in_(list(ids))]
+    if names is not None:
+        clauses.append(attributes.c.name.in_(list(names)))
+    rows = connection.execute(
+        select(
+            attributes.c.entity_id, attributes.c.name, attributes.c.dataset_id, attributes.c.kind
+        ).where(*clauses)
+    )
+    return {(r.entity_id, r.name, r.dataset_id): r.kind for r in rows}

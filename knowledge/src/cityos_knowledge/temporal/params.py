@@ -1,0 +1,148 @@
+"""Temporal query parameters (ETSI GS CIM 009 §4.11, §6.18-6.19), parsed and checked.
+
+``timerel`` before/after/between with ``timeAt`` and ``endTimeAt``; ``timeproperty``
+observedAt (default), createdAt or modifiedAt; ``lastN``; ``aggrMethods`` with
+``aggrPeriodDuration`` (ISO 8601 duration). Semantics of the time filter: *before* keeps
+instants strictly before ``timeAt``, *after* strictly after it, *between* from ``timeAt``
+(included) to ``endTimeAt`` (excluded).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from cityos_knowledge.entities.attributes import parse_datetime
+from cityos_knowledge.errors import BadRequestDataError
+
+TimeRelation = Literal["before", "after", "between"]
+TimeProperty = Literal["observedAt", "createdAt", "modifiedAt"]
+
+AGGREGATION_METHODS = (
+    "totalCount",
+    "distinctCount",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "stddev",
+    "sumsq",
+)
+
+_DURATION = re.compile(
+    r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """An ISO 8601 duration: calendar months, plus an exact time span."""
+
+    months: int
+    span: timedelta
+    text: str
+
+    @property
+    def is_zero(self) -> bool:
+        return self.months == 0 and not self.span
+
+
+def parse_duration(text: str) -> Period:
+    """``P1D``, ``PT15M``, ``P1M``, ``P1Y``, ``PT0S``… (BadRequestData when malformed)."""
+    match = _DURATION.fullmatch(text)
+    if not match or text in ("P", "PT") or text.endswith("T"):
+        raise BadRequestDataError(f"aggrPeriodDuration {text!r} is not an ISO 8601 duration")
+    parts = {key: float(value) if value else 0.0 for key, value in match.groupdict().items()}
+    span = timedelta(
+        weeks=parts["weeks"],
+        days=parts["days"],
+        hours=parts["hours"],
+        minutes=parts["minutes"],
+        seconds=parts["seconds"],
+    )
+    months = int(parts["years"] * 12 + parts["months"])
+    if months and span:
+        raise BadRequestDataError(
+            f"aggrPeriodDuration {text!r} mixes months or years with days or time; "
+            "use one or the other"
+        )
+    return Period(months, span, text)
+
+
+@dataclass(frozen=True, slots=True)
+class TemporalQuery:
+    """The time window, sampling and aggregation of a temporal request."""
+
+    timerel: TimeRelation | None = None
+    time_at: datetime | None = None
+    end_time_at: datetime | None = None
+    timeproperty: TimeProperty = "observedAt"
+    last_n: int | None = None
+    aggr_methods: tuple[str, ...] = ()
+    aggr_period: Period | None = None
+
+    @property
+    def aggregated(self) -> bool:
+        return bool(self.aggr_methods)
+
+
+def parse_temporal_query(
+    parameters: Mapping[str, str], *, require_timerel: bool = False
+) -> TemporalQuery:
+    """Parse the temporal parameters of a query string (NGSI-LD names)."""
+    get = parameters.get
+    timerel = get("timerel")
+    if timerel is not None and timerel not in ("before", "after", "between"):
+        raise BadRequestDataError("timerel must be before, after or between")
+    time_at = _instant("timeAt", get("timeAt"))
+    end_time_at = _instant("endTimeAt", get("endTimeAt"))
+    if timerel is None and require_timerel:
+        raise BadRequestDataError("a temporal query needs timerel and timeAt")
+    if timerel is not None and time_at is None:
+        raise BadRequestDataError(f"timerel={timerel} needs timeAt")
+    if timerel == "between":
+        if end_time_at is None:
+            raise BadRequestDataError("timerel=between needs endTimeAt")
+        if time_at is not None and end_time_at <= time_at:
+            raise BadRequestDataError("endTimeAt must be after timeAt")
+    if timerel is None and (time_at is not None or end_time_at is not None):
+        raise BadRequestDataError("timeAt and endTimeAt need timerel")
+    timeproperty = get("timeproperty", "observedAt")
+    if timeproperty not in ("observedAt", "createdAt", "modifiedAt"):
+        raise BadRequestDataError("timeproperty must be observedAt, createdAt or modifiedAt")
+    last_n = None
+    if (text := get("lastN")) is not None:
+        if not text.isdigit() or int(text) < 1:
+            raise BadRequestDataError("lastN must be a positive integer")
+        last_n = int(text)
+    methods: tuple[str, ...] = ()
+    if (text := get("aggrMethods")) is not None:
+        methods = tuple(dict.fromkeys(m.strip() for m in text.split(",")))
+        unknown = [m for m in methods if m not in AGGREGATION_METHODS]
+        if unknown or not methods:
+            raise BadRequestDataError(
+                f"unknown aggrMethods {', '.join(unknown) or text!r}; "
+                f"use {', '.join(AGGREGATION_METHODS)}"
+            )
+    period = None
+    if (text := get("aggrPeriodDuration")) is not None:
+        if not methods:
+            raise BadRequestDataError("aggrPeriodDuration needs aggrMethods")
+        period = parse_duration(text)
+    return TemporalQuery(
+        timerel=timerel,  # type: ignore[arg-type]
+        time_at=time_at,
+        end_time_at=end_time_at if timerel == "between" else None,
+        timeproperty=timeproperty,  # type: ignore[arg-type]
+        last_n=last_n,
+        aggr_methods=methods,
+        aggr_period=None if period is None or period.is_zero else period,
+    )
+
+
+def _instant(name: str, text: str | None) -> datetime | None:
+    return None if text is None else parse_datetime(text, name)
