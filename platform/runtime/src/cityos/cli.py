@@ -135,6 +135,68 @@ def serve(
         raise typer.Exit(1) from exc
 
 
+@app.command()
+def simulate(
+    mqtt_url: Annotated[
+        str | None,
+        typer.Option(help="Broker to publish to (default: CITYOS_MQTT_URL or 127.0.0.1:1883)."),
+    ] = None,
+    devices: Annotated[int, typer.Option(min=1, help="Number of simulated devices.")] = 20,
+    rate: Annotated[
+        float, typer.Option(help="Messages per second in total (0: as fast as possible).")
+    ] = 10.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: never).")
+    ] = None,
+    count: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
+    kinds: Annotated[
+        str | None, typer.Option(help="Comma-separated device kinds (default: all).")
+    ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(help="Platform URL to provision the devices first (http://127.0.0.1:8080)."),
+    ] = None,
+) -> None:
+    """Publish realistic traffic from simulated city sensors over MQTT."""
+    from cityos_acquisition.simulator import KINDS, SimulationProgress, run_simulation
+
+    settings = load_settings()
+    chosen = [kind.strip() for kind in kinds.split(",")] if kinds else None
+    unknown = sorted(set(chosen or []) - set(KINDS))
+    if unknown:
+        typer.echo(
+            f"cityos: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+    def show(progress: SimulationProgress) -> None:
+        typer.echo(
+            f"\rsent {progress.sent} messages from {progress.devices} devices "
+            f"in {progress.elapsed:.1f}s ({progress.rate:.1f} msg/s)",
+            nl=False,
+            err=True,
+        )
+
+    try:
+        run_simulation(
+            mqtt_url or settings.mqtt_url or "mqtt://127.0.0.1:1883",
+            devices=devices,
+            rate=rate,
+            duration=duration,
+            count=count,
+            kinds=chosen,
+            api_url=api,
+            progress=show,
+        )
+    except KeyboardInterrupt:
+        pass
+    except (CityosError, OSError) as exc:
+        typer.echo(f"\ncityos: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo("", err=True)
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Option(help="Target revision (default: every head).")] = "heads",
