@@ -12,6 +12,7 @@ from cityos_kernel.events.envelope import Envelope
 from cityos_kernel.events.payloads import AuditEventV1
 from cityos_kernel.events.topics import AUDIT
 from cityos_support.audit.store import AuditStore
+from cityos_support.monitoring.metrics import AUDIT_RECORDS
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ def audit_consumer(store: AuditStore, *, group: str = AUDIT_GROUP) -> ConsumerSp
     def record_audit_events(batch: Sequence[Message]) -> None:
         events = [cast(Envelope[AuditEventV1], message.envelope) for message in batch]
         added = store.append(events)
+        AUDIT_RECORDS.inc(added)
         if added != len(events):
             logger.info(
                 "audit: %d of %d events were already recorded", len(events) - added, len(events)
