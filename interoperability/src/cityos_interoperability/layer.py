@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import create_engine
 
 from cityos_interoperability.ngsild.errors import translate_domain_error
+from cityos_interoperability.ngsild.facade import KnowledgeFacade
 from cityos_interoperability.ngsild.jsonld.context import ContextResolver
 from cityos_interoperability.ngsild.jsonld.documents import (
     ContextDocumentLoader,
@@ -41,15 +42,34 @@ class InteroperabilityLayer:
     def build(self, context: LayerContext) -> LayerParts:
         settings = self._settings or InteroperabilitySettings()
         services = build_services(settings, context.database_url)
-        return LayerParts(routers=[build_router(services)])
+        return LayerParts(routers=[build_router(services)], services=[ApiResources(services)])
+
+
+class ApiResources:
+    """Closes what the API holds (the facade's pool, the @context HTTP client) at stop."""
+
+    name = "ngsi-ld-api"
+
+    def __init__(self, services: ApiServices) -> None:
+        self._services = services
+
+    def start(self) -> None:
+        """Nothing to start: pools connect on first use."""
+
+    def stop(self) -> None:
+        if self._services.knowledge is not None:
+            self._services.knowledge.close()
+        self._services.loader.close()
 
 
 def build_services(settings: InteroperabilitySettings, database_url: str | None) -> ApiServices:
     """Everything the NGSI-LD routes share, built from settings (no I/O happens here)."""
     hosted = None
+    knowledge = None
     if database_url:
-        engine = create_engine(sqlalchemy_url(database_url), pool_pre_ping=True)
+        engine = create_engine(sqlalchemy_url(database_url), pool_pre_ping=True, pool_size=2)
         hosted = HostedContexts(engine)
+        knowledge = KnowledgeFacade.from_url(database_url, pool_size=8)
     loader = ContextDocumentLoader(
         timeout_seconds=settings.context_fetch_timeout_seconds,
         ttl_seconds=settings.context_cache_seconds,
@@ -62,6 +82,7 @@ def build_services(settings: InteroperabilitySettings, database_url: str | None)
         loader=loader,
         resolver=resolver,
         hosted_contexts=hosted,
+        knowledge=knowledge,
         route_class=route_class(
             max_request_bytes=settings.max_request_bytes, translate=translate_domain_error
         ),

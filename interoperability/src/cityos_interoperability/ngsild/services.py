@@ -29,6 +29,9 @@ class ApiServices:
 
     async def terms(self, context: ContextValue | None) -> TermMap:
         """The term map of a request's @context (fetching it off the event loop)."""
+        known = self.resolver.cached(context)
+        if known is not None:
+            return known
         return await run_in_threadpool(self.resolver.resolve, context)
 
     def require_hosted_contexts(self) -> HostedContexts:

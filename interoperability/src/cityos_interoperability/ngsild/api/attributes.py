@@ -10,7 +10,7 @@ from cityos_interoperability.ngsild.api.common import check_entity_id, facade_of
 from cityos_interoperability.ngsild.api.entities import ENTITY_BODY, WRITE
 from cityos_interoperability.ngsild.body import read_document
 from cityos_interoperability.ngsild.errors import BadRequestDataError
-from cityos_interoperability.ngsild.facade import AttributesOutcome
+from cityos_interoperability.ngsild.facade import UpdateResult
 from cityos_interoperability.ngsild.jsonld.context import TermMap
 from cityos_interoperability.ngsild.jsonld.expansion import Expander, check_name, is_uri
 from cityos_interoperability.ngsild.representation import parse_options
@@ -19,15 +19,15 @@ from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
 
 
-def outcome_response(outcome: AttributesOutcome, terms: TermMap) -> Response:
+def outcome_response(outcome: UpdateResult, terms: TermMap) -> Response:
     """204 when every attribute was changed, else 207 with updated / notUpdated (5.6.3)."""
     if not outcome.not_updated:
         return no_content()
     body = {
         "updated": [terms.compact(name) for name in outcome.updated],
         "notUpdated": [
-            {"attributeName": terms.compact(name), "reason": reason}
-            for name, reason in outcome.not_updated
+            {"attributeName": terms.compact(item.attribute_name), "reason": item.reason}
+            for item in outcome.not_updated
         ],
     }
     return json_response(body, media_type="application/json", terms=terms, status_code=207)
@@ -61,7 +61,7 @@ def build(services: ApiServices) -> APIRouter:
         terms, fragment = await fragment_of(request, partial=False)
         outcome = await run_in_threadpool(
             lambda: facade_of(services).append_attributes(
-                tenant, entityId, fragment, overwrite="noOverwrite" not in flags
+                tenant, entityId, fragment, no_overwrite="noOverwrite" in flags
             )
         )
         return outcome_response(outcome, terms)
@@ -109,7 +109,7 @@ def build(services: ApiServices) -> APIRouter:
         name = terms.expand(attrId)
         fragment = Expander(terms, partial=True).attribute(document.body, attrId)
         await run_in_threadpool(
-            facade_of(services).update_attribute, tenant, entityId, name, fragment
+            facade_of(services).patch_attribute, tenant, entityId, name, fragment
         )
         return no_content()
 

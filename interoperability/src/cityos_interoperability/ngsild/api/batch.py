@@ -8,6 +8,7 @@ failed, else 207 with ``{"success": [ids], "errors": [{"entityId", "error"}]}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -35,7 +36,7 @@ from cityos_interoperability.ngsild.errors import (
     NgsiLdError,
     translate_domain_error,
 )
-from cityos_interoperability.ngsild.facade import BatchOperation, BatchOutcome
+from cityos_interoperability.ngsild.facade import BatchResult
 from cityos_interoperability.ngsild.jsonld.expansion import Expander, is_uri
 from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD
 from cityos_interoperability.ngsild.representation import parse_options
@@ -77,10 +78,13 @@ def _problem(error: Exception) -> dict[str, Any]:
     }
 
 
+BatchOperation = Literal["create", "upsert", "update", "delete", "merge"]
+
+
 def batch_response(
-    outcome: BatchOutcome, rejected: list[tuple[str, Exception]], *, created: bool
+    outcome: BatchResult, rejected: list[tuple[str, Exception]], *, created: bool
 ) -> Response:
-    errors = [*rejected, *outcome.errors]
+    errors = [*rejected, *((e.entity_id or "", e.error) for e in outcome.errors)]
     if not errors:
         if created:
             return Response(orjson.dumps(outcome.success), status_code=201, media_type=JSON)
@@ -131,15 +135,22 @@ def build(services: ApiServices) -> APIRouter:
     async def run(
         tenant: str | None,
         operation: BatchOperation,
-        entities: list[dict[str, Any]],
-        overwrite: bool = True,
-    ) -> BatchOutcome:
-        if not entities:
-            return BatchOutcome()
+        items: list[Any],
+        flags: set[str],
+    ) -> BatchResult:
+        if not items:
+            return BatchResult()
         facade = facade_of(services)
-        return await run_in_threadpool(
-            lambda: facade.batch(tenant, operation, entities, overwrite=overwrite)
-        )
+        calls: dict[BatchOperation, Callable[[], BatchResult]] = {
+            "create": lambda: facade.batch_create(tenant, items),
+            "upsert": lambda: facade.batch_upsert(tenant, items, replace="update" not in flags),
+            "update": lambda: facade.batch_update(
+                tenant, items, no_overwrite="noOverwrite" in flags
+            ),
+            "merge": lambda: facade.batch_merge(tenant, items),
+            "delete": lambda: facade.batch_delete(tenant, items),
+        }
+        return await run_in_threadpool(calls[operation])
 
     def operation_route(
         operation: Literal["create", "upsert", "update", "merge"], summary: str
@@ -151,7 +162,7 @@ def build(services: ApiServices) -> APIRouter:
             entities, rejected = await expand_all(
                 await read_batch(request), partial=operation in ("update", "merge")
             )
-            outcome = await run(tenant, operation, entities, "noOverwrite" not in flags)
+            outcome = await run(tenant, operation, entities, flags)
             return batch_response(outcome, rejected, created=operation == "create")
 
         handler.__doc__ = summary
@@ -192,7 +203,7 @@ def build(services: ApiServices) -> APIRouter:
             for item in ids
             if not is_uri(item)
         ]
-        outcome = await run(tenant, "delete", [{"id": item} for item in good])
+        outcome = await run(tenant, "delete", good, set())
         return batch_response(outcome, rejected, created=False)
 
     @router.post(
@@ -232,31 +243,35 @@ def build(services: ApiServices) -> APIRouter:
         attrs = body.get("attrs")
         if attrs is not None and not isinstance(attrs, list):
             raise BadRequestDataError("attrs must be an array")
+        parameters: dict[str, str] = {
+            name: value for name, value in request.query_params.items() if name != "options"
+        }
         types = [str(s["type"]) for s in selectors if s.get("type")]
         ids = [str(s["id"]) for s in selectors if s.get("id")]
         patterns = [str(s["idPattern"]) for s in selectors if s.get("idPattern")]
-        coordinates = geo.get("coordinates")
-        query = entity_query(
-            settings,
-            terms.expand,
-            id_=",".join(ids) or None,
-            id_pattern="|".join(patterns) or None,
-            type_=",".join(types) or None,
-            attrs=[terms.expand(str(a)) for a in attrs] if attrs else None,
-            q=body.get("q"),
-            scope_q=body.get("scopeQ"),
-            georel=geo.get("georel"),
-            geometry=geo.get("geometry"),
-            coordinates=None if coordinates is None else orjson.dumps(coordinates).decode(),
-            geoproperty=geo.get("geoproperty"),
-            limit=limit,
-            offset=offset,
-            count=count,
-            sys_attrs=rep.sys_attrs,
+        found = {
+            "type": ",".join(types),
+            "id": ",".join(ids),
+            "idPattern": "|".join(patterns),
+            "attrs": ",".join(str(a) for a in attrs or []),
+            "q": body.get("q"),
+            "scopeQ": body.get("scopeQ"),
+            "georel": geo.get("georel"),
+            "geometry": geo.get("geometry"),
+            "geoproperty": geo.get("geoproperty"),
+        }
+        if geo.get("coordinates") is not None:
+            found["coordinates"] = orjson.dumps(geo["coordinates"]).decode()
+        parameters.update({k: str(v) for k, v in found.items() if v})
+        query = entity_query(settings, parameters)
+        facade = facade_of(services)
+        page = await run_in_threadpool(
+            lambda: facade.query_entities(
+                tenant, query, expand=terms.expand, sys_attrs=rep.sys_attrs
+            )
         )
-        page = await run_in_threadpool(facade_of(services).query_entities, tenant, query)
         headers = (
-            {"NGSILD-Results-Count": str(page.total)} if count and page.total is not None else {}
+            {"NGSILD-Results-Count": str(page.count)} if count and page.count is not None else {}
         )
         return await render_entities(
             request,

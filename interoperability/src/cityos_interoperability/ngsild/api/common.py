@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Query
@@ -13,9 +13,8 @@ from starlette.responses import Response
 from cityos_interoperability.ngsild.errors import (
     BadRequestDataError,
     ServiceUnavailableError,
-    TooManyResultsError,
 )
-from cityos_interoperability.ngsild.facade import EntityQuery, KnowledgeFacade
+from cityos_interoperability.ngsild.facade import EntityQuery, KnowledgeFacade, parse_query
 from cityos_interoperability.ngsild.jsonld.context import TermMap
 from cityos_interoperability.ngsild.jsonld.expansion import is_uri
 from cityos_interoperability.ngsild.negotiation import (
@@ -129,50 +128,9 @@ async def render_entities(
     )
 
 
-def entity_query(
-    settings: InteroperabilitySettings,
-    terms_expand: Callable[[str], str],
-    *,
-    id_: str | None,
-    id_pattern: str | None,
-    type_: str | None,
-    attrs: list[str] | None,
-    q: str | None,
-    scope_q: str | None,
-    georel: str | None,
-    geometry: str | None,
-    coordinates: str | None,
-    geoproperty: str | None,
-    limit: int | None,
-    offset: int,
-    count: bool,
-    sys_attrs: bool,
-) -> EntityQuery:
-    """An :class:`EntityQuery` from Query Entities parameters (paging and geo checked)."""
-    if limit is not None and limit > settings.max_page_size:
-        raise TooManyResultsError(
-            f"limit {limit} is more than the maximum page size {settings.max_page_size}"
-        )
-    if limit is not None and limit == 0 and not count:
-        raise BadRequestDataError("limit=0 is only allowed with count=true")
-    geo_parts = [part is not None for part in (georel, geometry, coordinates)]
-    if any(geo_parts) and not all(geo_parts):
+def entity_query(settings: InteroperabilitySettings, parameters: Mapping[str, str]) -> EntityQuery:
+    """Query Entities parameters parsed by the facade's query module (400/403 on bad ones)."""
+    geo = [parameters.get(name) is not None for name in ("georel", "geometry", "coordinates")]
+    if any(geo) and not all(geo):
         raise BadRequestDataError("georel, geometry and coordinates go together")
-    ids = [check_entity_id(item) for item in id_.split(",")] if id_ else None
-    return EntityQuery(
-        expand=terms_expand,
-        ids=ids,
-        id_pattern=id_pattern,
-        type=type_,
-        attrs=attrs,
-        q=q,
-        scope_q=scope_q,
-        georel=georel,
-        geometry=geometry,
-        coordinates=coordinates,
-        geoproperty=geoproperty,
-        limit=settings.default_page_size if limit is None else limit,
-        offset=offset,
-        count=count,
-        sys_attrs=sys_attrs,
-    )
+    return parse_query(parameters, max_limit=settings.max_page_size)

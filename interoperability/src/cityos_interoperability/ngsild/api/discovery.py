@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from cityos_interoperability.ngsild.api.common import facade_of, request_terms
 from cityos_interoperability.ngsild.api.entities import READ
-from cityos_interoperability.ngsild.errors import ResourceNotFoundError
+from cityos_interoperability.ngsild.facade import AttributeSummary
 from cityos_interoperability.ngsild.jsonld.context import TermMap
 from cityos_interoperability.ngsild.jsonld.expansion import check_name
 from cityos_interoperability.ngsild.negotiation import JSON_REPRESENTATIONS, choose_representation
@@ -29,9 +29,6 @@ def build(services: ApiServices) -> APIRouter:
         media_type = choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
         return json_response(body, media_type=media_type, terms=terms)
 
-    async def attribute_rows(tenant: str | None) -> list[dict[str, Any]]:
-        return await run_in_threadpool(facade_of(services).attributes, tenant)
-
     @router.get("/types", operation_id="retrieveEntityTypes", dependencies=READ)
     async def list_types(
         request: Request, tenant: TenantDep, details: DetailsParam = False, local: bool = False
@@ -42,10 +39,10 @@ def build(services: ApiServices) -> APIRouter:
         if details:
             body: Any = [
                 {
-                    "id": row["type"],
+                    "id": row.type_name,
                     "type": "EntityType",
-                    "typeName": terms.compact(row["type"]),
-                    "attributeNames": [terms.compact(n) for n in row.get("attributeNames", [])],
+                    "typeName": terms.compact(row.type_name),
+                    "attributeNames": [terms.compact(n) for n in row.attribute_names],
                 }
                 for row in types
             ]
@@ -53,7 +50,7 @@ def build(services: ApiServices) -> APIRouter:
             body = {
                 "id": f"urn:ngsi-ld:EntityTypeList:{uuid.uuid4()}",
                 "type": "EntityTypeList",
-                "typeList": [terms.compact(row["type"]) for row in types],
+                "typeList": [terms.compact(row.type_name) for row in types],
             }
         return await respond(request, terms, body)
 
@@ -68,24 +65,20 @@ def build(services: ApiServices) -> APIRouter:
         check_name(type, "entity type")
         terms = await request_terms(services, request)
         iri = terms.expand(type)
-        types = await run_in_threadpool(facade_of(services).entity_types, tenant)
-        row = next((item for item in types if item["type"] == iri), None)
-        if row is None:
-            raise ResourceNotFoundError(f"no entity of type {type!r} exists")
-        attributes = {a["name"]: a for a in await attribute_rows(tenant)}
+        info = await run_in_threadpool(facade_of(services).entity_type, tenant, iri)
         body = {
-            "id": iri,
+            "id": info.type_name,
             "type": "EntityTypeInfo",
-            "typeName": terms.compact(iri),
-            "entityCount": row.get("entityCount", 0),
+            "typeName": terms.compact(info.type_name),
+            "entityCount": info.entity_count,
             "attributeDetails": [
                 {
-                    "id": name,
+                    "id": attribute.name,
                     "type": "Attribute",
-                    "attributeName": terms.compact(name),
-                    "attributeTypes": attributes.get(name, {}).get("attributeTypes", []),
+                    "attributeName": terms.compact(attribute.name),
+                    "attributeTypes": attribute.attribute_types,
                 }
-                for name in row.get("attributeNames", [])
+                for attribute in info.attribute_details
             ],
         }
         return await respond(request, terms, body)
@@ -96,14 +89,14 @@ def build(services: ApiServices) -> APIRouter:
     ) -> Response:
         """List the attribute names present."""
         terms = await request_terms(services, request)
-        rows = await attribute_rows(tenant)
+        rows = await run_in_threadpool(facade_of(services).attributes, tenant)
         if details:
             body: Any = [_attribute(terms, row, with_count=False) for row in rows]
         else:
             body = {
                 "id": f"urn:ngsi-ld:AttributeList:{uuid.uuid4()}",
                 "type": "AttributeList",
-                "attributeList": [terms.compact(row["name"]) for row in rows],
+                "attributeList": [terms.compact(row.name) for row in rows],
             }
         return await respond(request, terms, body)
 
@@ -118,22 +111,20 @@ def build(services: ApiServices) -> APIRouter:
         check_name(attrId, "attribute name")
         terms = await request_terms(services, request)
         iri = terms.expand(attrId)
-        row = next((item for item in await attribute_rows(tenant) if item["name"] == iri), None)
-        if row is None:
-            raise ResourceNotFoundError(f"no entity has an attribute {attrId!r}")
+        row = await run_in_threadpool(facade_of(services).attribute, tenant, iri)
         return await respond(request, terms, _attribute(terms, row, with_count=True))
 
     return router
 
 
-def _attribute(terms: TermMap, row: dict[str, Any], *, with_count: bool) -> dict[str, Any]:
+def _attribute(terms: TermMap, row: AttributeSummary, *, with_count: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": row["name"],
+        "id": row.name,
         "type": "Attribute",
-        "attributeName": terms.compact(row["name"]),
-        "attributeTypes": row.get("attributeTypes", []),
-        "typeNames": [terms.compact(t) for t in row.get("typeNames", [])],
+        "attributeName": terms.compact(row.name),
+        "attributeTypes": row.attribute_types,
+        "typeNames": [terms.compact(t) for t in row.type_names],
     }
     if with_count:
-        body["attributeCount"] = row.get("count", 0)
+        body["attributeCount"] = row.attribute_count
     return body

@@ -107,28 +107,16 @@ def build(services: ApiServices) -> APIRouter:
         media_type = entity_media_type(request)
         rep = representation(options, format, pick, omit, lang)
         terms = await request_terms(services, request)
-        query = entity_query(
-            settings,
-            terms.expand,
-            id_=id,
-            id_pattern=idPattern,
-            type_=type,
-            attrs=expand_attrs(terms, attrs),
-            q=q,
-            scope_q=scopeQ,
-            georel=georel,
-            geometry=geometry,
-            coordinates=coordinates,
-            geoproperty=geoproperty,
-            limit=limit,
-            offset=offset,
-            count=count,
-            sys_attrs=rep.sys_attrs,
+        query = entity_query(settings, request.query_params)
+        facade = facade_of(services)
+        page = await run_in_threadpool(
+            lambda: facade.query_entities(
+                tenant, query, expand=terms.expand, sys_attrs=rep.sys_attrs
+            )
         )
-        page = await run_in_threadpool(facade_of(services).query_entities, tenant, query)
         headers = {}
-        if count and page.total is not None:
-            headers["NGSILD-Results-Count"] = str(page.total)
+        if count and page.count is not None:
+            headers["NGSILD-Results-Count"] = str(page.count)
         return await render_entities(
             request,
             media_type,
@@ -160,25 +148,9 @@ def build(services: ApiServices) -> APIRouter:
                 "purge needs at least one of id, idPattern, type, q, scopeQ, georel"
             )
         terms = await request_terms(services, request)
-        query = entity_query(
-            settings,
-            terms.expand,
-            id_=id,
-            id_pattern=idPattern,
-            type_=type,
-            attrs=None,
-            q=q,
-            scope_q=scopeQ,
-            georel=georel,
-            geometry=geometry,
-            coordinates=coordinates,
-            geoproperty=geoproperty,
-            limit=None,
-            offset=0,
-            count=False,
-            sys_attrs=False,
-        )
-        await run_in_threadpool(facade_of(services).purge_entities, tenant, query)
+        query = entity_query(settings, request.query_params)
+        facade = facade_of(services)
+        await run_in_threadpool(lambda: facade.purge_entities(tenant, query, expand=terms.expand))
         return no_content()
 
     @router.get("/entities/{entityId}", operation_id="retrieveEntity", dependencies=READ)
@@ -234,7 +206,7 @@ def build(services: ApiServices) -> APIRouter:
         entity = Expander(terms).entity(
             {**body, "id": entityId} if isinstance(body, dict) else body
         )
-        await run_in_threadpool(facade_of(services).replace_entity, tenant, entity)
+        await run_in_threadpool(facade_of(services).replace_entity, tenant, entityId, entity)
         return no_content()
 
     @router.patch(

@@ -104,18 +104,31 @@ class ContextResolver:
     def core(self) -> TermMap:
         return self.resolve(None)
 
+    def cached(self, user_context: ContextValue | None) -> TermMap | None:
+        """The term map of ``user_context`` if it was resolved before (no I/O, no pyld)."""
+        try:
+            key = orjson.dumps(self._items(user_context), option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None
+        with self._lock:
+            return self._maps.get(key)
+
+    def _items(self, user_context: ContextValue | None) -> list[Any]:
+        items = _as_list(user_context)
+        if not any(isinstance(item, str) and is_core_context(item) for item in items):
+            items.append(self.core_context_url)
+        return items
+
     def resolve(self, user_context: ContextValue | None) -> TermMap:
         """The term map of ``user_context`` plus the core context.
 
         Raises :class:`LdContextNotAvailableError` (a remote context cannot be fetched) or
         :class:`BadRequestDataError` (the context is not a valid JSON-LD context).
         """
-        items = _as_list(user_context)
-        for item in items:
+        for item in _as_list(user_context):
             if not isinstance(item, str | dict):
                 raise BadRequestDataError("@context members must be URLs or JSON objects")
-        if not any(isinstance(item, str) and is_core_context(item) for item in items):
-            items.append(self.core_context_url)
+        items = self._items(user_context)
         key = orjson.dumps(items, option=orjson.OPT_SORT_KEYS)
         with self._lock:
             found = self._maps.get(key)
