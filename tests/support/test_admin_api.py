@@ -180,6 +180,7 @@ def test_auditors_query_writes_and_denials_by_subject_and_time(
 
     assert eventually(lambda: len(records(subject="admin-7")) == 1)
     write = records(subject="admin-7")[0]
+    assert write["details"]["version"] == 1
     assert (write["action"], write["target"], write["outcome"]) == (
         "config:write",
         "config:retention",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import fastapi.routing
 import pytest
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -50,6 +50,20 @@ class ProbeLayer:
                 "tenant": principal.tenant,
                 "readable": None if scope.readable_types is None else sorted(scope.readable_types),
             }
+
+        @router.post("/entities")
+        async def create_entity(
+            principal: Principal = Depends(require("entities:write")),  # noqa: B008
+        ) -> dict[str, str]:
+            """A write that succeeds."""
+            return {"created": "yes"}
+
+        @router.delete("/entities")
+        async def delete_entities(
+            principal: Principal = Depends(require("entities:write")),  # noqa: B008
+        ) -> None:
+            """A write that fails."""
+            raise HTTPException(409, "busy")
 
         return LayerParts(routers=[router])
 
@@ -187,3 +201,27 @@ def test_denials_are_audit_events(
     assert event.payload.action == "entities:read"
     assert event.payload.target == "GET /probe/entities"
     assert event.tenant == TENANT_A
+
+
+def test_every_write_let_through_is_an_audit_event(
+    platform_app: tuple[TestClient, MemoryBus], oidc_issuer: LoopbackIssuer
+) -> None:
+    client, bus = platform_app
+    subscription = bus.subscribe("audit-writes", [AUDIT.name])
+    token = oidc_issuer.token(roles=("app",), subject="app-1", azp="parking-app", aud=["cityos"])
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "NGSILD-Tenant": TENANT_A,
+        "X-Correlation-Id": "corr-42",
+    }
+    assert client.get("/probe/entities", headers=headers).status_code == 200
+    assert client.post("/probe/entities", headers=headers).status_code == 200
+    assert client.delete("/probe/entities", headers=headers).status_code == 409
+    events = [AUDIT.decode(d.value) for d in subscription.poll(timeout=1.0)]
+    mine = [e for e in events if e.payload.subject == "app-1"]
+    assert [(e.payload.target, e.payload.outcome) for e in mine] == [
+        ("POST /probe/entities", "success"),
+        ("DELETE /probe/entities", "failure"),
+    ]  # reads are not audited
+    assert all(e.payload.client == "parking-app" for e in mine)
+    assert all(e.correlation_id == "corr-42" and e.tenant == TENANT_A for e in mine)

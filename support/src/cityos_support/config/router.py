@@ -7,12 +7,11 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from cityos_kernel.bus.port import Bus
-from cityos_support.audit.emitter import AuditEmitter
 from cityos_support.config.broadcast import publish_change
 from cityos_support.config.keys import KNOWN_KEYS, validate_value
 from cityos_support.config.live import LiveValue
@@ -63,7 +62,6 @@ def admin_router(
 ) -> APIRouter:
     """The REST API of the configuration repository (``repository`` raises 503 without DB)."""
     router = APIRouter(prefix="/admin/api", tags=["admin"])
-    audit = AuditEmitter(bus, source="support")
 
     @router.get("/config", operation_id="admin_list_config")
     async def list_config(principal: ReadPrincipal) -> list[ConfigEntryOut]:
@@ -91,7 +89,9 @@ def admin_router(
         """Every version of one key, newest first."""
         return [_out(entry) for entry in await asyncio.to_thread(repository().history, key)]
 
-    async def write(key: str, body: ConfigWrite, principal: Principal) -> ConfigEntryOut:
+    async def write(
+        request: Request, key: str, body: ConfigWrite, principal: Principal
+    ) -> ConfigEntryOut:
         try:
             value = validate_value(key, body.value)
         except ValidationError as exc:
@@ -110,29 +110,26 @@ def admin_router(
             )
         except VersionConflictError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-        # After the commit: announce it (running processes apply it) and audit it.
+        # After the commit: announce it (running processes apply it). The write's audit
+        # event is emitted by the security seam when the route returns, with these details.
+        request.state.audit_target = f"config:{key}"
+        request.state.audit_details = {"version": entry.version, "comment": body.comment}
         await asyncio.to_thread(publish_change, bus, entry)
-        await asyncio.to_thread(
-            audit.emit_safely,
-            subject=principal.subject,
-            client=principal.client,
-            action="config:write",
-            target=f"config:{key}",
-            outcome="success",
-            tenant=principal.tenant,
-            details={"version": entry.version, "comment": body.comment},
-        )
         return _out(entry)
 
     @router.put("/config/{key}", operation_id="admin_put_config")
-    async def put_config(key: str, body: ConfigWrite, principal: WritePrincipal) -> ConfigEntryOut:
+    async def put_config(
+        request: Request, key: str, body: ConfigWrite, principal: WritePrincipal
+    ) -> ConfigEntryOut:
         """Write a new version of a key (known keys are validated first)."""
-        return await write(key, body, principal)
+        return await write(request, key, body, principal)
 
     @router.put("/policies", operation_id="admin_put_policies")
-    async def put_policies(body: ConfigWrite, principal: PolicyPrincipal) -> ConfigEntryOut:
+    async def put_policies(
+        request: Request, body: ConfigWrite, principal: PolicyPrincipal
+    ) -> ConfigEntryOut:
         """Write a new version of the authorization policies."""
-        return await write(POLICY_KEY, body, principal)
+        return await write(request, POLICY_KEY, body, principal)
 
     @router.get("/roles", operation_id="admin_roles")
     async def roles(principal: ReadPrincipal) -> list[RoleSummary]:

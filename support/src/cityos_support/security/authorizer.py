@@ -9,8 +9,10 @@ For each protected route the authorizer:
 3. checks the tenant the request addresses (``NGSILD-Tenant``) against the token's tenants —
    another tenant: **403**.
 
-Every refusal after a valid token (and every invalid token) is an audit event with outcome
-``denied`` on ``support.audit.v1``; the request is refused even when the bus is down.
+Every refusal (an invalid token, a missing permission, another tenant) is an audit event
+with outcome ``denied`` on ``support.audit.v1``; the request is refused even when the bus is
+down. Every write it lets through is an audit event too (:meth:`OidcAuthorizer.record_write`,
+called by :func:`~cityos_support.security.dependencies.require`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,30 @@ class OidcAuthorizer:
                 detail=f"no access to tenant {tenant}",
             )
         return principal
+
+    async def record_write(
+        self, request: Request, principal: Principal, permission: str, *, outcome: str
+    ) -> None:
+        """Audit a write this authorizer let through, once its route has finished.
+
+        A route may name its target and add details (``request.state.audit_target``,
+        ``request.state.audit_details``); the default target is the method and path.
+        """
+        if self._audit is None:
+            return
+        target = getattr(request.state, "audit_target", None)
+        details = getattr(request.state, "audit_details", None)
+        await asyncio.to_thread(
+            self._audit.emit_safely,
+            subject=principal.subject,
+            client=principal.client,
+            action=permission,
+            target=target or f"{request.method} {request.url.path}",
+            outcome=outcome,
+            tenant=principal.tenant,
+            correlation_id=request.headers.get("X-Correlation-Id"),
+            details={"request": f"{request.method} {request.url.path}", **(details or {})},
+        )
 
     async def _deny(
         self,

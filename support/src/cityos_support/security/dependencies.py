@@ -18,7 +18,7 @@ SQL filters and ``principal.tenant`` for the tenant the request addressed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -97,21 +97,48 @@ class DenyAllAuthorizer:
 
 
 PermissionDependency = Callable[[Request], Awaitable[Principal]]
+WriteAuditingDependency = Callable[[Request], AsyncIterator[Principal]]
+
+#: Methods whose requests are writes: each one is an audit event (when the authorizer audits).
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def require(permission: str) -> PermissionDependency:
-    """A FastAPI dependency that lets the request through only with ``permission``."""
+class WriteRecorder(Protocol):
+    """An authorizer that also records every write it let through (see OidcAuthorizer)."""
+
+    async def record_write(
+        self, request: Request, principal: Principal, permission: str, *, outcome: str
+    ) -> None: ...
+
+
+def require(permission: str) -> WriteAuditingDependency:
+    """A FastAPI dependency that lets the request through only with ``permission``.
+
+    When the authorizer records writes, a POST/PUT/PATCH/DELETE that passed is an audit
+    event once the route has finished: ``success``, or ``failure`` if the route raised.
+    Layers may emit richer events of their own (the entity changed, the rule edited).
+    """
     if not permission or permission == PUBLIC:
         raise ValueError("require() needs a real permission name; use public() for open routes")
 
-    async def check_permission(request: Request) -> Principal:
+    async def check_permission(request: Request) -> AsyncIterator[Principal]:
         authorizer: Authorizer | None = getattr(request.app.state, "authorizer", None)
         if authorizer is None:
             raise HTTPException(
                 status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
                 detail="no authorizer is configured; refusing",
             )
-        return await authorizer.authorize(request, permission)
+        principal = await authorizer.authorize(request, permission)
+        recorder = getattr(authorizer, "record_write", None)
+        if recorder is None or request.method not in WRITE_METHODS:
+            yield principal
+            return
+        try:
+            yield principal
+        except Exception:
+            await recorder(request, principal, permission, outcome="failure")
+            raise
+        await recorder(request, principal, permission, outcome="success")
 
     check_permission.cityos_permission = permission  # type: ignore[attr-defined]
     return check_permission
