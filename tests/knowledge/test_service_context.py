@@ -119,7 +119,11 @@ def test_sys_attrs_and_projections_are_applied_in_the_query(
     knowledge_service: KnowledgeService,
 ) -> None:
     knowledge_service.create_entity("city", sensor(1, **{NAME: {"type": "Property", "value": "a"}}))
+    knowledge_service.create_entity(
+        "city", sensor(2, **{OWNER: {"type": "Relationship", "object": "urn:x:p"}})
+    )
     full = knowledge_service.retrieve_entity("city", "urn:ngsi-ld:Sensor:1", sys_attrs=True)
+    assert set(full) == {"id", "type", "createdAt", "modifiedAt", TEMPERATURE, LOCATION, NAME}
     assert full["createdAt"].endswith("Z") and full["modifiedAt"] >= full["createdAt"]
     assert set(full[TEMPERATURE]) == {"type", "value", "unitCode", "createdAt", "modifiedAt"}
     only = knowledge_service.retrieve_entity("city", "urn:ngsi-ld:Sensor:1", attrs=[NAME])
@@ -299,6 +303,14 @@ def test_query_entities_filters_in_sql_and_counts(knowledge_service: KnowledgeSe
     )
     assert len(everything.entities) == 6
     assert all(set(e) == {"id", "type", TEMPERATURE} for e in everything.entities)
+    hottest = knowledge_service.query_entities(
+        "city",
+        parse_entity_query({"type": "Sensor", "orderBy": "temperature;desc", "limit": "2"}),
+        expand=expand,
+        sys_attrs=True,
+    )
+    assert [e[TEMPERATURE]["value"] for e in hottest.entities] == [16, 15]
+    assert all("createdAt" in e and "modifiedAt" in e[TEMPERATURE] for e in hottest.entities)
 
 
 def test_an_invalid_pattern_is_bad_request_data_not_a_server_error(

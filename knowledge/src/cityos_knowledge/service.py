@@ -33,8 +33,7 @@ from cityos_knowledge.context.discovery import (
     EntityTypeSummary,
     TypeAttribute,
 )
-from cityos_knowledge.context.reads import CORE_MEMBERS, Projection, count_entities, retrieve
-from cityos_knowledge.context.reads import select_documents as _select_documents
+from cityos_knowledge.context.reads import CORE_MEMBERS, Projection, document_column, retrieve
 from cityos_knowledge.context.writes import ContextWriter, NotUpdated, UpdateResult
 from cityos_knowledge.entities.model import (
     NGSI_LD_NULL,
@@ -53,8 +52,17 @@ from cityos_knowledge.errors import (
     OperationNotSupportedError,
     TooManyResultsError,
 )
-from cityos_knowledge.query import EntityQuery, InvalidQueryError, parse_entity_query
-from cityos_knowledge.query.selection import build_entity_filter
+from cityos_knowledge.query import (
+    INVALID_REGULAR_EXPRESSION,
+    EntityQuery,
+    InvalidQueryError,
+    build_entity_filter,
+    count_entities,
+    entity_document,
+    entity_ordering,
+    parse_entity_query,
+    select_entities,
+)
 from cityos_knowledge.settings import KnowledgeSettings
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import entities
@@ -102,8 +110,6 @@ __all__ = [
 T = TypeVar("T")
 Expander = Callable[[str], str]
 Representation = Literal["normalized", "temporalValues"]
-
-_INVALID_REGEX = "2201B"
 
 
 def _identity(term: str) -> str:
@@ -327,7 +333,9 @@ class KnowledgeService:
         with self._writing(tenant) as writer:
             ids = list(
                 writer.connection.execute(
-                    select(entities.c.id).where(condition).order_by(entities.c.id)
+                    select(entities.c.id)
+                    .where(condition)
+                    .order_by(*entity_ordering(query, expand=expand))
                 ).scalars()
             )
             for entity_id in ids:
@@ -362,20 +370,23 @@ class KnowledgeService:
         expand: Expander = _identity,
         sys_attrs: bool = False,
     ) -> EntityPage:
-        """Query Entities: every filter of ``query`` runs in SQL (see ``cityos_knowledge.query``).
+        """Query Entities: filter, order, page and project in SQL (``cityos_knowledge.query``).
 
         ``expand`` turns the names the user wrote (attributes, types, geoproperty) into the
-        stored IRIs; the default keeps them as written.
+        stored IRIs; the default keeps them as written. ``sys_attrs`` adds createdAt and
+        modifiedAt to entities and attributes.
         """
-        if query.order_by:
-            raise OperationNotSupportedError("orderBy is not supported yet")
-        projection = self._projection(query, expand, sys_attrs)
-        condition = build_entity_filter(query, expand=expand)
+        document = (
+            document_column(self._projection(query, expand, sys_attrs))
+            if sys_attrs
+            else entity_document(query, expand=expand)
+        )
+        statement = select_entities(query, expand=expand, columns=[document])
         with self._reading(tenant) as connection:
-            found = _select_documents(
-                connection, condition, projection, limit=query.limit, offset=query.offset
-            )
-            total = count_entities(connection, condition) if query.count else None
+            found = list(connection.execute(statement).scalars())
+            total = None
+            if query.count:
+                total = int(connection.execute(count_entities(query, expand=expand)).scalar_one())
         return EntityPage(found, total)
 
     @staticmethod
@@ -451,20 +462,17 @@ class KnowledgeService:
     ) -> EntityPage:
         """Query Temporal Evolution of Entities: entities chosen by ``query`` (on their
         current state), each with its instances in the ``temporal`` window."""
-        condition = build_entity_filter(query, expand=expand)
         attrs = [expand(name) for name in query.attrs] if query.attrs else None
         with self._reading(tenant) as connection:
             ids = list(
                 connection.execute(
-                    select(entities.c.id)
-                    .where(condition)
-                    .order_by(entities.c.id)
-                    .limit(query.limit)
-                    .offset(query.offset)
+                    select_entities(query, expand=expand, columns=[entities.c.id])
                 ).scalars()
             )
             found = self._temporal(connection, ids, attrs, temporal, representation, sys_attrs)
-            total = count_entities(connection, condition) if query.count else None
+            total = None
+            if query.count:
+                total = int(connection.execute(count_entities(query, expand=expand)).scalar_one())
         return EntityPage(found, total)
 
     def _temporal(
@@ -631,7 +639,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except DataError as exc:
-        if getattr(exc.orig, "pgcode", None) == _INVALID_REGEX:
+        if getattr(exc.orig, "pgcode", None) == INVALID_REGULAR_EXPRESSION:
             raise BadRequestDataError(f"invalid regular expression: {exc.orig}") from exc
         raise
 

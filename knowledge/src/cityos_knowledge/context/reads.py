@@ -70,7 +70,9 @@ def _attributes_json(projection: Projection) -> ColumnElement[Any]:
     )
     if projection.attrs is not None:
         grouped = grouped.where(row.c.name.in_(list(projection.attrs)))
-    per_name = grouped.group_by(row.c.name).subquery()
+    # A derived table is not correlated by default: without correlate() SQLAlchemy would add
+    # ``entities`` to its FROM and aggregate the attributes of every entity.
+    per_name = grouped.group_by(row.c.name).correlate(entities).subquery()
     return select(
         func.coalesce(func.jsonb_object_agg(per_name.c.name, per_name.c.document), _EMPTY)
     ).scalar_subquery()
@@ -115,31 +117,3 @@ def retrieve(
     return connection.execute(
         select(document_column(projection)).where(entities.c.id == entity_id, LIVE_ENTITY)
     ).scalar_one_or_none()
-
-
-def select_documents(
-    connection: Connection,
-    condition: ColumnElement[bool],
-    projection: Projection,
-    *,
-    limit: int,
-    offset: int,
-    order_by: Sequence[ColumnElement[Any]] = (),
-) -> list[dict[str, Any]]:
-    """The JSON of the entities matching ``condition`` (a clause over ``entities``)."""
-    if limit <= 0:
-        return []
-    statement = (
-        select(document_column(projection))
-        .where(condition)
-        .order_by(*order_by, entities.c.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(connection.execute(statement).scalars())
-
-
-def count_entities(connection: Connection, condition: ColumnElement[bool]) -> int:
-    return int(
-        connection.execute(select(func.count()).select_from(entities).where(condition)).scalar_one()
-    )
