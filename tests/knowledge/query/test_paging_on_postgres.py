@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
+from cityos_knowledge.query import build_entity_filter, parse_entity_query
+from cityos_knowledge.store.tables import attributes, entities
 from tests.knowledge.query.city import (
     AIR_BARCELONA,
     AIR_ESPANA,
@@ -15,6 +18,7 @@ from tests.knowledge.query.city import (
     SPOT_SOL,
     VOCAB,
     City,
+    expand,
 )
 
 pytestmark = pytest.mark.postgres
@@ -81,3 +85,16 @@ def test_projection_in_sql(city: City) -> None:
     assert set(attrs) == {AIR_SOL}  # attrs also selects entities having one of them
     assert set(attrs[AIR_SOL]) == {"id", "type", "scope", VOCAB + "NO2"}
     assert city.documents(id=AIR_SOL, pick="noSuchAttribute")[AIR_SOL] == {}
+
+
+def test_the_filter_keeps_its_meaning_in_a_statement_that_reads_attributes(city: City) -> None:
+    """The facade may join attribute rows (e.g. to list or purge them) under the filter."""
+    query = parse_entity_query({"type": "AirQualityObserved", "q": "NO2>40;temperature>20"})
+    statement = (
+        select(attributes.c.entity_id, attributes.c.name)
+        .join(entities, entities.c.id == attributes.c.entity_id)
+        .where(build_entity_filter(query, expand=expand), attributes.c.name == expand("reliable"))
+    )
+    with city.connect() as connection:
+        rows = connection.execute(statement).all()
+    assert [(row.entity_id, row.name) for row in rows] == [(AIR_SOL, VOCAB + "reliable")]

@@ -84,8 +84,8 @@ def _order_items(term: OrderTerm, query: EntityQuery, expand: Expander) -> list[
         distance = _first(
             path,
             expand,
-            lambda target, row: func.ST_Distance(
-                func.geography(row.c.geometry),
+            lambda target: func.ST_Distance(
+                func.geography(attributes.c.geometry),
                 func.geography(
                     func.ST_SetSRID(
                         func.ST_MakePoint(
@@ -101,9 +101,9 @@ def _order_items(term: OrderTerm, query: EntityQuery, expand: Expander) -> list[
     column = _ENTITY_COLUMNS.get(path.attribute)
     if column is not None and not path.sub_attributes and not path.members:
         return [column.desc() if descending else column.asc()]
-    number = _first(path, expand, lambda target, row: target.as_number())
-    text = _first(path, expand, lambda target, row: target.as_text())
-    present = _first(path, expand, lambda target, row: literal(1))
+    number = _first(path, expand, lambda target: target.as_number())
+    text = _first(path, expand, lambda target: target.as_text())
+    present = _first(path, expand, lambda target: literal(1))
     first_kind, second_kind = (number, text) if not descending else (text, number)
     rank = case(
         (first_kind.is_not(None), 0),
@@ -117,14 +117,15 @@ def _order_items(term: OrderTerm, query: EntityQuery, expand: Expander) -> list[
 
 
 def _first(path: Any, expand: Expander, value: Any) -> ColumnElement[Any]:
-    """``value(target, row)`` on the entity's attribute (its default instance first)."""
-    row = attributes.alias()
-    selects, target = resolve(path, row, expand)
+    """``value(target)`` on the entity's attribute (its default instance first)."""
+    selects, target = resolve(path, expand)
     return (
-        select(value(target, row))
-        .where(row.c.entity_id == entities.c.id, selects, target.present)
-        .order_by(row.c.dataset_id != DEFAULT_DATASET, row.c.dataset_id)
+        select(value(target))
+        .select_from(attributes)
+        .where(attributes.c.entity_id == entities.c.id, selects, target.present)
+        .order_by(attributes.c.dataset_id != DEFAULT_DATASET, attributes.c.dataset_id)
         .limit(1)
+        .correlate(entities)
         .scalar_subquery()
     )
 

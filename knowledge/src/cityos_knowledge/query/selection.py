@@ -22,7 +22,7 @@ from cityos_knowledge.query.geo import GeoQuery, GeoRelation
 from cityos_knowledge.query.nodes import And, Or
 from cityos_knowledge.query.params import EntityQuery
 from cityos_knowledge.query.selectors import EntityType, ScopePattern, ScopeSelection, TypeSelection
-from cityos_knowledge.query.targets import Expander
+from cityos_knowledge.query.targets import Expander, attribute_exists
 from cityos_knowledge.query.translate import Condition, q_condition
 from cityos_knowledge.store.tables import LIVE_ENTITY, attributes, entities
 
@@ -59,12 +59,7 @@ def build_entity_filter(query: EntityQuery, *, expand: Expander = unexpanded) ->
         clauses.append(scope_condition(query.scope_q))
     if query.attrs:
         names = [expand(name) for name in query.attrs]
-        row = attributes.alias()
-        clauses.append(
-            exists(
-                select(literal(1)).where(row.c.entity_id == entities.c.id, row.c.name.in_(names))
-            )
-        )
+        clauses.append(attribute_exists(attributes.c.name.in_(names)))
     if query.q is not None:
         clauses.append(q_condition(query.q, expand))
     if query.geo is not None:
@@ -117,8 +112,7 @@ def _scope_regex(pattern: ScopePattern) -> str:
 
 def geo_condition(query: GeoQuery, expand: Expander) -> Condition:
     """The entity has its ``geoproperty`` in ``relation`` with the reference geometry."""
-    row = attributes.alias()
-    target = row.c.geometry
+    target = attributes.c.geometry
     reference = func.ST_SetSRID(func.ST_GeomFromGeoJSON(literal(query.geojson(), Text)), 4326)
     if query.relation is GeoRelation.NEAR:
         distance = query.max_distance if query.max_distance is not None else query.min_distance
@@ -132,13 +126,8 @@ def geo_condition(query: GeoQuery, expand: Expander) -> Condition:
             relation = not_(within)
     else:
         relation = _PREDICATES[query.relation](target, reference)
-    return exists(
-        select(literal(1)).where(
-            row.c.entity_id == entities.c.id,
-            row.c.name == expand(query.geoproperty),
-            target.is_not(None),
-            relation,
-        )
+    return attribute_exists(
+        attributes.c.name == expand(query.geoproperty), target.is_not(None), relation
     )
 
 

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Date, Float, Text, Time, case, cast, func, literal, null
+from sqlalchemy import Date, Float, Text, Time, case, cast, exists, func, literal, null, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, JSONPATH, TIMESTAMP
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.selectable import NamedFromClause
 
 from cityos_knowledge.query.nodes import AttributePath
-from cityos_knowledge.store.tables import DEFAULT_DATASET
+from cityos_knowledge.store.tables import DEFAULT_DATASET, attributes, entities
 
 Expander = Callable[[str], str]
 
@@ -130,11 +129,23 @@ def _checked_cast(
     return case((form & readable, cast(text, to)))
 
 
-def resolve(
-    path: AttributePath, row: NamedFromClause, expand: Expander
-) -> tuple[ColumnElement[bool], Target]:
-    """The row condition selecting the path's attribute, and the path's target on it."""
-    columns = row.c
+def attribute_exists(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """``EXISTS`` an ``attributes`` row of the current entity satisfying ``conditions``.
+
+    The sub-query correlates to ``entities`` only, so the clause keeps its meaning when the
+    caller's statement itself reads ``attributes``.
+    """
+    return exists(
+        select(literal(1))
+        .select_from(attributes)
+        .where(attributes.c.entity_id == entities.c.id, *conditions)
+        .correlate(entities)
+    )
+
+
+def resolve(path: AttributePath, expand: Expander) -> tuple[ColumnElement[bool], Target]:
+    """The ``attributes`` row condition selecting the path's attribute, and its target."""
+    columns = attributes.c
     selects = columns.name == expand(path.attribute)
     metadata = path.metadata
     if not path.sub_attributes:

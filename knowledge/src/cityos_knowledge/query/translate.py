@@ -1,6 +1,6 @@
 """``q`` syntax trees → SQLAlchemy boolean clauses over ``entities`` (all filtering in SQL).
 
-Each term becomes an ``EXISTS`` over the entity's ``attributes`` rows (one alias per term),
+Each term becomes an ``EXISTS`` over the entity's ``attributes`` rows (one sub-query per term),
 so an attribute with several datasetIds matches when any of its instances does. Values
 are bound parameters, never SQL text. Semantics (ETSI GS CIM 009 §4.9):
 
@@ -45,8 +45,8 @@ from cityos_knowledge.query.nodes import (
     ValueList,
 )
 from cityos_knowledge.query.q_parser import ENTITY_TIMESTAMPS
-from cityos_knowledge.query.targets import Expander, Target, json_text, resolve
-from cityos_knowledge.store.tables import attributes, entities
+from cityos_knowledge.query.targets import Expander, Target, attribute_exists, json_text, resolve
+from cityos_knowledge.store.tables import entities
 
 Condition = ColumnElement[bool]
 
@@ -91,13 +91,8 @@ def _is_entity_timestamp(attribute: str, path: Any) -> bool:
 def _attribute_exists(
     term: Exists | Comparison, expand: Expander, condition: Callable[[Target], Condition]
 ) -> Condition:
-    row = attributes.alias()
-    selects, target = resolve(term.path, row, expand)
-    return exists(
-        select(literal(1)).where(
-            row.c.entity_id == entities.c.id, selects, target.present, condition(target)
-        )
-    )
+    selects, target = resolve(term.path, expand)
+    return attribute_exists(selects, target.present, condition(target))
 
 
 def compare(
