@@ -117,3 +117,17 @@ def test_forged_kids_do_not_flood_the_issuer(oidc_issuer: LoopbackIssuer) -> Non
                 )
             )
     assert len(oidc_issuer.requests) == before
+
+
+def test_cached_keys_keep_working_while_the_issuer_is_down(oidc_issuer: LoopbackIssuer) -> None:
+    from cityos_support.security.tokens import IssuerUnavailableError
+
+    validator = validator_for(oidc_issuer, ttl_seconds=0.01, min_refresh_seconds=0)
+    known = oidc_issuer.token()
+    validator.validate(known)
+    oidc_issuer.stop()
+    time.sleep(0.05)  # the cache is stale now, and the issuer does not answer
+    assert validator.validate(oidc_issuer.token()).subject
+    oidc_issuer.rotate()
+    with pytest.raises(IssuerUnavailableError):
+        validator.validate(oidc_issuer.token())  # a new key cannot be fetched

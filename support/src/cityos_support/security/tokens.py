@@ -84,7 +84,15 @@ class JwksCache:
             unknown = kid not in self._keys
             may_refresh = self._fetched_at is None or now - self._fetched_at >= self._min_refresh
             if stale or (unknown and may_refresh):
-                self._refresh(now)
+                try:
+                    self._refresh(now)
+                except IssuerUnavailableError as exc:
+                    if kid not in self._keys:
+                        raise
+                    # Keycloak is unreachable but the key is known: keep serving with it
+                    # and try again after the minimum refresh interval.
+                    logger.warning("keeping cached keys of %s: %s", self.issuer, exc)
+                    self._fetched_at = now - self._ttl + self._min_refresh
             key = self._keys.get(kid)
         if key is None:
             raise TokenError(f"token signed with unknown key id {kid!r}")
