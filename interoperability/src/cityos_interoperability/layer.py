@@ -22,6 +22,7 @@ from cityos_interoperability.ngsild.routing import route_class
 from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.settings import InteroperabilitySettings
 from cityos_interoperability.store.contexts import HostedContexts
+from cityos_interoperability.subscriptions.wiring import add_subscriptions
 from cityos_kernel.database import sqlalchemy_url
 from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec
 
@@ -42,7 +43,9 @@ class InteroperabilityLayer:
     def build(self, context: LayerContext) -> LayerParts:
         settings = self._settings or InteroperabilitySettings()
         services = build_services(settings, context.database_url)
-        return LayerParts(routers=[build_router(services)], services=[ApiResources(services)])
+        parts = LayerParts(routers=[build_router(services)], services=[ApiResources(services)])
+        add_subscriptions(parts, settings, services, context.database_url)
+        return parts
 
 
 class ApiResources:

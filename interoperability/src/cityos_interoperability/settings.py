@@ -40,3 +40,28 @@ class InteroperabilitySettings(CityosSettings):
     max_batch_entities: int = Field(
         default=1000, ge=1, description="Most entities one batch operation may carry."
     )
+
+    # -- subscriptions and notifications --------------------------------------------------
+    notification_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Timeout of one notification request (HTTP or MQTT)."
+    )
+    notification_attempts: int = Field(
+        default=3, ge=1, description="Attempts per notification before it counts as failed."
+    )
+    notification_backoff_seconds: float = Field(
+        default=0.5, ge=0, description="Wait before the first retry; doubled for each next one."
+    )
+    notification_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Notifications waiting per endpoint; beyond it new ones fail at once.",
+    )
+    periodic_tick_seconds: float = Field(
+        default=0.5, gt=0, description="How often due periodic (timeInterval) subscriptions run."
+    )
+    # -- temporal API ----------------------------------------------------------------------
+    temporal_max_instances: int = Field(
+        default=10000,
+        ge=1,
+        description="Most instances per attribute in one temporal answer (206 beyond it).",
+    )

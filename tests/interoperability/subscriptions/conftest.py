@@ -1,0 +1,149 @@
+"""Fixtures of the subscription tests: a real HTTP receiver on loopback, the platform.
+
+``receiver`` is a threaded HTTP server that records every request (path, headers, JSON
+body) and answers with the status the test sets; ``stalled_receiver`` accepts connections
+and never answers (a receiver that hangs); ``notifying_client`` is the whole application
+(knowledge + interoperability, in-memory bus) started with its consumers and notifier,
+with short notification timeouts and back-off so that failures show quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cityos.app import create_app
+from cityos.bootstrap import build_platform
+from cityos.layers import load_layers
+from cityos_kernel.bus import MemoryBus
+from cityos_kernel.settings import PlatformSettings
+from tests.fixtures.interoperability import API_LAYERS
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float
+
+
+@dataclass
+class Receiver:
+    """A notification receiver: what it got, and the status it answers with."""
+
+    url: str
+    status: int = 200
+    requests: list[Received] = field(default_factory=list)
+    condition: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Wait until ``count`` requests arrived (fails the test after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        with self.condition:
+            while len(self.requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"{len(self.requests)} notifications arrived, {count} expected"
+                    )
+                self.condition.wait(left)
+            return list(self.requests)
+
+    def quiet_for(self, seconds: float) -> list[Received]:
+        """What arrived after waiting ``seconds`` (to check nothing more comes)."""
+        time.sleep(seconds)
+        with self.condition:
+            return list(self.requests)
+
+
+def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            raw = self.rfile.read(length)
+            self.send_response(receiver.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            with receiver.condition:
+                receiver.requests.append(
+                    Received(
+                        self.path, dict(self.headers.items()), json.loads(raw), time.monotonic()
+                    )
+                )
+                receiver.condition.notify_all()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(Receiver("")))
+    receiver = Receiver(f"http://127.0.0.1:{server.server_address[1]}/notify")
+    server.RequestHandlerClass = _handler(receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def stalled_receiver() -> Iterator[str]:
+    """URL of a receiver that accepts TCP connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            accepted.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/notify"
+    finally:
+        stop.set()
+        thread.join(2)
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+@pytest.fixture
+def notifying_client(interop_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The application with its notifier running (short timeouts and back-off)."""
+    monkeypatch.setenv("CITYOS_INTEROP_NOTIFICATION_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("CITYOS_INTEROP_NOTIFICATION_BACKOFF_SECONDS", "0.1")
+    monkeypatch.setenv("CITYOS_INTEROP_NOTIFICATION_ATTEMPTS", "2")
+    monkeypatch.setenv("CITYOS_INTEROP_PERIODIC_TICK_SECONDS", "0.2")
+    platform = build_platform(
+        PlatformSettings(env="development", auth="off"),
+        load_layers(API_LAYERS),
+        database_url=interop_url,
+        bus=MemoryBus(),
+    )
+    with TestClient(create_app(platform)) as client:
+        yield client
