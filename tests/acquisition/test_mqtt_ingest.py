@@ -37,11 +37,14 @@ class Running:
         return [e.payload for e in read_topic(self.bus, ACQUISITION_DEADLETTER.name, timeout=0.05)]
 
 
-@pytest.fixture
-def running(mqtt_url: str) -> Iterator[Running]:
+@pytest.fixture(params=["3.1.1", "5"])
+def running(mqtt_url: str, request: pytest.FixtureRequest) -> Iterator[Running]:
+    """The MQTT service with each protocol version it supports."""
     bus = MemoryBus(partitions=2)
     apikey = uuid.uuid4().hex[:12]
-    settings = AcquisitionSettings(mqtt_client_id=f"test-{apikey}", registry_cache_ttl=0)
+    settings = AcquisitionSettings(
+        mqtt_client_id=f"test-{apikey}", registry_cache_ttl=0, mqtt_protocol=request.param
+    )
     wired = build_parts(bus, MemoryRegistryStore(), settings, mqtt_url)
     scope = Scope("openiot", "/")
     wired.registry.create_groups(

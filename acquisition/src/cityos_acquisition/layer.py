@@ -85,6 +85,7 @@ def build_parts(
             max_inflight=settings.mqtt_max_inflight,
             batch_max=settings.batch_max,
             batch_wait=settings.batch_wait_ms / 1000,
+            protocol=settings.mqtt_protocol,
         )
         parts.services.append(mqtt)
         parts.readiness.append(ReadinessCheck("acquisition-mqtt", mqtt.check))

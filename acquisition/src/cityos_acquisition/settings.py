@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -22,6 +24,11 @@ class AcquisitionSettings(CityosSettings):
         default=None,
         description="Subscribe as $share/<group>/... so replicas split the device traffic "
         "(MQTT 5 shared subscriptions).",
+    )
+    mqtt_protocol: Literal["3.1.1", "5"] = Field(
+        default="3.1.1",
+        description="MQTT protocol of the ingestion client. 3.1.1 decodes about twice as fast "
+        "in paho; 5 adds ReceiveMaximum flow control and a session expiry.",
     )
     mqtt_max_inflight: int = Field(
         default=1000, ge=1, description="Messages received but not yet acknowledged, at most."

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 MESSAGES = Counter(
@@ -30,3 +33,14 @@ PUBLISH_FAILURES = Counter(
     "Batches the bus did not confirm (their messages stay unacknowledged and come again)",
     ["transport"],
 )
+
+
+@functools.lru_cache(maxsize=256)
+def messages(transport: str, outcome: str) -> Any:
+    """The labelled counter child (looked up once: ``labels()`` costs a lock per call)."""
+    return MESSAGES.labels(transport, outcome)
+
+
+@functools.lru_cache(maxsize=256)
+def observations(transport: str) -> Any:
+    return OBSERVATIONS.labels(transport)

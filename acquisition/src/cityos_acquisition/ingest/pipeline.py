@@ -116,7 +116,7 @@ class IngestPipeline:
             reason = exc.reason
             outcome.rejected, outcome.reason_kind = reason, _reason_kind(exc)
             outcome.records.append(self.dead_letter(inbound, reason))
-            metrics.MESSAGES.labels(inbound.transport, "rejected").inc()
+            metrics.messages(inbound.transport, "rejected").inc()
             metrics.DEAD_LETTERS.labels(inbound.transport, outcome.reason_kind).inc()
             return outcome
         outcome.profile, outcome.observations = profile, observations
@@ -125,14 +125,14 @@ class IngestPipeline:
             observation_record(observation, tenant=profile.tenant, source=source)
             for observation in observations
         )
-        metrics.MESSAGES.labels(inbound.transport, "accepted").inc()
+        metrics.messages(inbound.transport, "accepted").inc()
         return outcome
 
     def accepted(self, inbound: Inbound, outcome: Outcome) -> None:
         """Call once the outcome's records are confirmed: counts and tells the listeners."""
         if outcome.profile is None:
             return
-        metrics.OBSERVATIONS.labels(inbound.transport).inc(len(outcome.observations))
+        metrics.observations(inbound.transport).inc(len(outcome.observations))
         for listener in self.listeners:
             try:
                 listener(outcome.profile, inbound, outcome.observations)

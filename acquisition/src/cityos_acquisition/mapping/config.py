@@ -75,6 +75,10 @@ class DeviceProfile:
     #: A device silent for longer than this raises a ``no_data`` event.
     expected_interval: timedelta | None = None
     provisioned: bool = True
+    #: Resolved mappings per object_id (the hot path asks the same questions per message).
+    resolved: dict[str, tuple[AttributeMapping, bool]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def attribute_for(self, object_id: str) -> AttributeMapping | None:
         for mapping in self.attributes:

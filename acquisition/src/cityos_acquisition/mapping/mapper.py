@@ -95,14 +95,27 @@ def _expression_variables(profile: DeviceProfile, measures: Mapping[str, Any]) -
     return variables
 
 
-class _Builder:
-    """Collects attributes per target entity for one measure group."""
+def _mapping(profile: DeviceProfile, object_id: str) -> tuple[AttributeMapping, bool]:
+    """The attribute for a measure, and whether provisioning mapped it (cached per profile)."""
+    found = profile.resolved.get(object_id)
+    if found is None:
+        mapping = profile.attribute_for(object_id)
+        if mapping is not None:
+            found = (mapping, True)
+        else:
+            default = default_attribute(profile.entity_type, object_id)
+            found = (
+                AttributeMapping(object_id, default.name, default.type, default.unit_code)
+                if default is not None
+                else AttributeMapping(object_id, object_id),
+                False,
+            )
+        profile.resolved[object_id] = found
+    return found
 
-    def __init__(self) -> None:
-        self.entities: dict[str, tuple[str, list[Attribute]]] = {}
 
-    def add(self, entity_id: str, entity_type: str, attribute: Attribute) -> None:
-        self.entities.setdefault(entity_id, (entity_type, []))[1].append(attribute)
+def _needs_variables(profile: DeviceProfile) -> bool:
+    return bool(profile.entity_name_exp) or any(a.expression for a in profile.attributes)
 
 
 def _mapped_value(
@@ -130,61 +143,46 @@ def map_measures(
 ) -> list[Observation]:
     """One observation per (measure group, target entity); raises :class:`MappingError`."""
     observations: list[Observation] = []
+    needs_variables = _needs_variables(profile)
     for group in groups:
         observed_at = observation_time(group.device_time, received_at)
-        variables = _expression_variables(profile, group.measures)
+        variables = _expression_variables(profile, group.measures) if needs_variables else {}
         own_id = device_entity_id(profile, variables)
-        builder = _Builder()
+        entities: dict[str, tuple[str, list[Attribute]]] = {}
+        own: list[Attribute] = []
         for object_id, raw_value in group.measures.items():
-            mapping = profile.attribute_for(object_id)
-            mapped = mapping is not None
-            if mapping is None:
-                default = default_attribute(profile.entity_type, object_id)
-                mapping = (
-                    AttributeMapping(object_id, default.name, default.type, default.unit_code)
-                    if default is not None
-                    else AttributeMapping(object_id, object_id)
-                )
+            mapping, mapped = _mapping(profile, object_id)
             if not _allowed(profile, mapping, mapped):
                 continue
-            value = _mapped_value(mapping, raw_value, variables, object_id)
-            entity_id, entity_type = own_id, profile.entity_type
+            attribute = Attribute(
+                mapping.name,
+                _mapped_value(mapping, raw_value, variables, object_id),
+                observed_at,
+                kind_of(mapping.type),
+                mapping.unit_code,
+            )
             if mapping.entity_name:
                 entity_type = mapping.entity_type or profile.entity_type
-                entity_id = entity_urn(entity_type, mapping.entity_name)
-            builder.add(
-                entity_id,
-                entity_type,
+                target = entity_urn(entity_type, mapping.entity_name)
+                entities.setdefault(target, (entity_type, []))[1].append(attribute)
+            else:
+                own.append(attribute)
+        if own:
+            own.extend(
                 Attribute(
-                    name=mapping.name,
-                    kind=kind_of(mapping.type),
-                    value=value,
-                    observed_at=observed_at,
-                    unit_code=mapping.unit_code,
-                ),
+                    static.name,
+                    cast_value(static.value, static.type),
+                    observed_at,
+                    kind_of(static.type),
+                    static.unit_code,
+                )
+                for static in profile.static_attributes
             )
-        if builder.entities.get(own_id):
-            for static in profile.static_attributes:
-                builder.add(
-                    own_id,
-                    profile.entity_type,
-                    Attribute(
-                        name=static.name,
-                        kind=kind_of(static.type),
-                        value=cast_value(static.value, static.type),
-                        observed_at=observed_at,
-                        unit_code=static.unit_code,
-                    ),
-                )
-        for entity_id, (entity_type, attributes) in builder.entities.items():
-            if attributes:
-                observations.append(
-                    Observation(
-                        entity_id=entity_id,
-                        entity_type=entity_type,
-                        attributes=attributes,
-                        device_id=profile.device_id,
-                        received_at=received_at,
-                    )
-                )
+            observations.append(
+                Observation(own_id, profile.entity_type, own, profile.device_id, received_at)
+            )
+        observations.extend(
+            Observation(entity_id, entity_type, attributes, profile.device_id, received_at)
+            for entity_id, (entity_type, attributes) in entities.items()
+        )
     return observations

@@ -12,6 +12,8 @@ from sending more until the bus is back.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import logging
 import queue
 import threading
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: The broker keeps the session (subscriptions, unacknowledged messages) this long offline.
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+#: Packets read per network-loop turn after the socket was found readable.
+READ_BURST = 200
 
 
 def mqtt_address(url: str) -> tuple[str, int, str | None, str | None, bool]:
@@ -90,8 +94,11 @@ class MqttIngestService:
         batch_wait: float = 0.005,
         retry_backoff: tuple[float, float] = (0.2, 10.0),
         session_expiry: int = SESSION_EXPIRY_SECONDS,
+        protocol: str = "3.1.1",
     ) -> None:
         self._session_expiry = session_expiry
+        self._protocol = protocol
+        self._received = 0
         self._address = mqtt_address(url)
         self._pipeline = pipeline
         self._bus = bus
@@ -104,17 +111,29 @@ class MqttIngestService:
         self._queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._stop = threading.Event()
         self._connected = threading.Event()
+        self._stop_network = threading.Event()
         self._worker: threading.Thread | None = None
+        self._network: threading.Thread | None = None
         self._client: mqtt.Client | None = None
+        #: Ids of messages whose records the bus confirmed, for the network thread to ack.
+        self._acks: collections.deque[tuple[int, int]] = collections.deque()
+        #: Command messages other threads want published, with where to hand the result.
+        self._outgoing: collections.deque[
+            tuple[str, bytes, concurrent.futures.Future[mqtt.MQTTMessageInfo]]
+        ] = collections.deque()
+        #: Messages acknowledged to the broker so far.
         self.acknowledged = 0
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
-        host, port, username, password, tls = self._address
+        _, _, username, password, tls = self._address
+        v5 = self._protocol == "5"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            # MQTT 3.1.1: a persistent session is clean_session=False (MQTT 5: clean_start).
+            clean_session=None if v5 else False,
             manual_ack=True,
         )
         if username:
@@ -125,26 +144,84 @@ class MqttIngestService:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.reconnect_delay_set(1, 10)
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self._session_expiry
-        properties.ReceiveMaximum = self._max_inflight
-        client.connect_async(host, port, keepalive=30, clean_start=False, properties=properties)
         self._client = client
         self._stop.clear()
+        self._stop_network.clear()
         self._worker = threading.Thread(target=self._run, name="acquisition-mqtt", daemon=True)
+        self._network = threading.Thread(
+            target=self._network_loop, name="acquisition-mqtt-network", daemon=True
+        )
         self._worker.start()
-        client.loop_start()
+        self._network.start()
 
     def stop(self) -> None:
         """Finish the batch in hand (acknowledged if confirmed), then disconnect."""
         self._stop.set()
         if self._worker is not None:
             self._worker.join(15)
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
+        self._stop_network.set()
+        if self._network is not None:
+            self._network.join(15)
         self._connected.clear()
+
+    def _connect(self, client: mqtt.Client) -> None:
+        host, port, *_ = self._address
+        if self._protocol != "5":
+            client.connect(host, port, keepalive=30)
+            return
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._session_expiry
+        properties.ReceiveMaximum = self._max_inflight
+        client.connect(host, port, keepalive=30, clean_start=False, properties=properties)
+
+    def _network_loop(self) -> None:
+        """paho's network loop, run here so that acknowledgements are sent from this thread.
+
+        Acking from the worker would wake this thread once per message; instead the worker
+        queues confirmed message ids and they are sent between two loop iterations.
+        """
+        client = self._client
+        assert client is not None
+        delay = 0.5
+        connected = False
+        while not self._stop_network.is_set():
+            if not connected:
+                try:
+                    self._connect(client)
+                    connected, delay = True, 0.5
+                except OSError as exc:
+                    logger.warning("MQTT broker unreachable (%s); retrying in %.1fs", exc, delay)
+                    self._stop_network.wait(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+            result = client.loop(timeout=0.01)
+            # loop() reads one packet per turn; take what the socket already holds.
+            burst = 0
+            while result == mqtt.MQTT_ERR_SUCCESS and burst < READ_BURST:
+                before = self._received
+                result = client.loop_read()
+                if self._received == before:
+                    break
+                burst += 1
+            self._flush_acks(client)
+            if self._connected.is_set():
+                self._flush_outgoing(client)
+            if result != mqtt.MQTT_ERR_SUCCESS:
+                connected = False
+                self._connected.clear()
+        self._flush_acks(client)
+        if connected:
+            client.disconnect()
+            client.loop(timeout=0.1)
+
+    def _flush_acks(self, client: mqtt.Client) -> None:
+        acks = self._acks
+        sent = 0
+        while acks:
+            mid, qos = acks.popleft()
+            client.ack(mid, qos)
+            sent += 1
+        self.acknowledged += sent
 
     def wait_connected(self, timeout: float = 10.0) -> None:
         if not self._connected.wait(timeout):
@@ -167,8 +244,11 @@ class MqttIngestService:
         if getattr(reason_code, "is_failure", False):
             logger.error("MQTT broker refused the connection: %s", reason_code)
             return
-        options = SubscribeOptions(qos=1)
-        client.subscribe([(topic, options) for topic in self._topics])
+        if self._protocol == "5":
+            options = SubscribeOptions(qos=1)
+            client.subscribe([(topic, options) for topic in self._topics])
+        else:
+            client.subscribe([(topic, 1) for topic in self._topics])
         logger.info("MQTT connected as %s, %d subscriptions", self._client_id, len(self._topics))
 
     def _on_subscribe(self, *args: object) -> None:
@@ -178,6 +258,7 @@ class MqttIngestService:
         self._connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._received += 1
         self._queue.put(message)
 
     # -- worker thread ------------------------------------------------------------------
@@ -227,11 +308,9 @@ class MqttIngestService:
         records = [record for _, _, outcome in work for record in outcome.records]
         if not self._publish(records):
             return
-        assert self._client is not None
-        for message, inbound, outcome in work:
-            self._client.ack(message.mid, message.qos)
+        self._acks.extend((message.mid, message.qos) for message, _, _ in work)
+        for _, inbound, outcome in work:
             self._pipeline.accepted(inbound, outcome)
-        self.acknowledged += len(work)
         metrics.BATCH_SECONDS.labels("mqtt").observe(time.perf_counter() - started)
 
     def _publish(self, records: list[Record]) -> bool:
@@ -251,10 +330,21 @@ class MqttIngestService:
 
     # -- outgoing (commands) --------------------------------------------------------------
     def send(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
-        """Publish at QoS 1 and wait for the broker's PUBACK."""
-        if self._client is None:
+        """Publish at QoS 1 and wait for the broker's PUBACK (from any thread)."""
+        if self._client is None or self._network is None:
             raise DependencyUnavailableError("the MQTT service is not started")
-        info = self._client.publish(topic, payload, qos=1)
+        handed: concurrent.futures.Future[mqtt.MQTTMessageInfo] = concurrent.futures.Future()
+        self._outgoing.append((topic, payload, handed))
+        try:
+            info = handed.result(timeout)
+        except concurrent.futures.TimeoutError as exc:
+            raise DependencyUnavailableError(f"no MQTT connection to send {topic}") from exc
         info.wait_for_publish(timeout)
         if not info.is_published():
             raise DependencyUnavailableError(f"the broker did not confirm {topic}")
+
+    def _flush_outgoing(self, client: mqtt.Client) -> None:
+        """Publish what other threads asked to send (paho writes are not thread-safe here)."""
+        while self._outgoing:
+            topic, payload, handed = self._outgoing.popleft()
+            handed.set_result(client.publish(topic, payload, qos=1))

@@ -1,0 +1,264 @@
+"""MQTT → ``acquisition.observations.v1`` throughput next to the raw broker, one run.
+
+    uv run python benchmarks/acquisition_mqtt.py [--messages 30000] [--mqtt-url mqtt://HOST:PORT]
+
+Without ``--mqtt-url`` a Mosquitto is started for the run (``EmbeddedMosquitto``). Three
+streams go through the same broker, each measured two ways:
+
+- *raw*: a plain paho subscriber (QoS 1, automatic acks) — the broker round trip;
+- *JSON*: IoT Agent JSON devices (``/json/<apikey>/<device>/attrs``, three measures each)
+  through the acquisition layer's MQTT service (manual acks after the bus confirmed), onto
+  the in-memory bus;
+- *CayenneLPP*: ChirpStack v4 uplinks with a CayenneLPP frame (two records), decoded,
+  mapped, plus the radio metadata observation.
+
+*drain*: the messages wait in the broker (persistent session, subscriber offline) and the
+figure is how fast the subscriber empties the backlog — the subscriber's capacity alone.
+*live*: one publisher sends while the subscriber runs; first publish to last message
+handled — what a single fast device population achieves, publisher included (both run on
+the same cores). Figures are printed, never asserted (see ``docs/performance.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cityos.embedded import EmbeddedMosquitto
+from cityos_acquisition.codecs.cayenne_lpp import encode_cayenne_lpp
+from cityos_acquisition.layer import build_parts
+from cityos_acquisition.registry.schemas import DeviceIn, GroupIn
+from cityos_acquisition.registry.service import Scope
+from cityos_acquisition.registry.store import MemoryRegistryStore
+from cityos_acquisition.settings import AcquisitionSettings
+from cityos_kernel.bus.memory import MemoryBus
+from cityos_kernel.events.topics import OBSERVATIONS
+
+DEVICES = 200
+
+
+@contextlib.contextmanager
+def broker(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    state = Path(tempfile.mkdtemp(prefix="cityos-bench-mqtt-"))
+    mosquitto = EmbeddedMosquitto(state)
+    mosquitto.start()
+    try:
+        yield mosquitto.url
+    finally:
+        mosquitto.stop()
+
+
+def address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 1883
+
+
+def publish_all(url: str, messages: list[tuple[str, bytes]]) -> None:
+    """Publish at QoS 1 as fast as the broker acknowledges, and wait for the last PUBACK."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.max_inflight_messages_set(1000)
+    client.connect(*address(url))
+    client.loop_start()
+    info = None
+    for topic, payload in messages:
+        info = client.publish(topic, payload, qos=1)
+    if info is not None:
+        info.wait_for_publish(120)
+    client.disconnect()
+    client.loop_stop()
+
+
+class RawSubscriber:
+    """A plain persistent-session subscriber that counts what it receives."""
+
+    def __init__(self, url: str, topic: str) -> None:
+        self.url, self.topic = url, topic
+        self.client_id = f"bench-raw-{uuid.uuid4().hex[:8]}"
+        self.received = 0
+        self.client: mqtt.Client | None = None
+
+    def connect(self) -> None:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
+        subscribed = threading.Event()
+
+        def on_message(*args: object) -> None:
+            self.received += 1
+
+        client.on_message = on_message
+        client.on_subscribe = lambda *args: subscribed.set()
+        client.connect(*address(self.url))
+        client.loop_start()
+        client.subscribe(self.topic, qos=1)
+        subscribed.wait(10)
+        self.client = client
+
+    def disconnect(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client = None
+
+
+def json_messages(apikey: str, count: int) -> list[tuple[str, bytes]]:
+    return [
+        (
+            f"/json/{apikey}/aq-{n % DEVICES:04d}/attrs",
+            orjson.dumps({"t": 20 + n % 10 / 10, "no2": 40 + n % 7, "pm10": 12 + n % 5}),
+        )
+        for n in range(count)
+    ]
+
+
+def cayenne_messages(prefix: str, count: int) -> list[tuple[str, bytes]]:
+    messages = []
+    for n in range(count):
+        device = n % DEVICES
+        frame = encode_cayenne_lpp(
+            [(1, "temperature", 15 + device / 100), (2, "percentage", n % 100)]
+        )
+        uplink = {
+            "deviceInfo": {"applicationId": "bench", "devEui": f"{prefix}{device:04x}"},
+            "fPort": 1,
+            "fCnt": n,
+            "data": base64.b64encode(frame).decode(),
+            "rxInfo": [{"gatewayId": "gw", "rssi": -80, "snr": 5.5}],
+        }
+        messages.append(
+            (f"application/bench/device/{prefix}{device:04x}/event/up", orjson.dumps(uplink))
+        )
+    return messages
+
+
+def drain_and_live(
+    start: Callable[[], None],
+    stop: Callable[[], None],
+    handled: Callable[[], int],
+    url: str,
+    messages: list[tuple[str, bytes]],
+) -> tuple[float, float, float]:
+    """Seconds to empty a backlog, with a live publisher, and CPU seconds of the drain.
+
+    The CPU time is this process's (the subscriber's; the broker runs apart): on a machine
+    shared with other work it is steadier than wall-clock throughput.
+    """
+    count = len(messages)
+    start()  # creates the persistent session and its subscriptions
+    stop()
+    publish_all(url, messages)
+    started, cpu = time.perf_counter(), time.process_time()
+    start()
+    while handled() < count:
+        time.sleep(0.002)
+    drain, drain_cpu = time.perf_counter() - started, time.process_time() - cpu
+    started = time.perf_counter()
+    publish_all(url, messages)
+    while handled() < 2 * count:
+        time.sleep(0.002)
+    live = time.perf_counter() - started
+    stop()
+    return drain, live, drain_cpu
+
+
+def bench_raw(url: str, count: int) -> tuple[float, float, float]:
+    subscriber = RawSubscriber(url, f"bench/{uuid.uuid4().hex[:6]}/#")
+    messages = [(subscriber.topic[:-1] + "x", b'{"t": 21.5, "no2": 40, "pm10": 12}')] * count
+    return drain_and_live(
+        subscriber.connect, subscriber.disconnect, lambda: subscriber.received, url, messages
+    )
+
+
+def bench_acquisition(url: str, count: int, kind: str) -> tuple[float, float, float, int]:
+    """Returns (drain s, live s, drain CPU s, observations per message)."""
+    bus = MemoryBus(partitions=6)
+    tag = uuid.uuid4().hex[:6]
+    settings = AcquisitionSettings(mqtt_client_id=f"bench-acq-{tag}")
+    wired = build_parts(bus, MemoryRegistryStore(), settings, url)
+    scope = Scope("bench", "/")
+    if kind == "json":
+        wired.registry.create_groups(scope, [GroupIn(apikey=tag, entity_type="AirQualityObserved")])
+        messages = json_messages(tag, count)
+    else:
+        prefix = f"{tag}{0:06x}"[:12]
+        wired.registry.create_devices(
+            scope,
+            [
+                DeviceIn.model_validate(
+                    {
+                        "device_id": f"lpp-{tag}-{d}",
+                        "entity_type": "WasteContainer",
+                        "lorawan": {"dev_eui": f"{prefix}{d:04x}", "data_model": "cayennelpp"},
+                    }
+                )
+                for d in range(DEVICES)
+            ],
+        )
+        messages = cayenne_messages(prefix, count)
+    service = wired.mqtt
+    assert service is not None
+
+    def start() -> None:
+        service.start()
+        service.wait_connected()
+
+    drain, live, cpu = drain_and_live(
+        start, service.stop, lambda: service.acknowledged, url, messages
+    )
+    subscription = bus.subscribe("bench-count", [OBSERVATIONS.name])
+    observations = 0
+    while batch := subscription.poll(10_000, 0.2):
+        observations += len(batch)
+    return drain, live, cpu, round(observations / (2 * count))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--messages", type=int, default=30_000)
+    parser.add_argument("--mqtt-url")
+    arguments = parser.parse_args()
+    count = arguments.messages
+    print(f"{os.cpu_count()} CPUs, {count} messages per stream, {DEVICES} devices per kind")
+    with broker(arguments.mqtt_url) as url:
+        raw_drain, raw_live, raw_cpu = bench_raw(url, count)
+        header = ("stream", "drain msg/s", "live msg/s", "obs/s", "CPU µs/msg", "of raw")
+        print(f"{header[0]:<27}" + "".join(f"{h:>13}" for h in header[1:]))
+        print(
+            f"{'raw broker round trip':<27}{count / raw_drain:>13,.0f}{count / raw_live:>13,.0f}"
+            f"{'':>13}{raw_cpu / count * 1e6:>13,.0f}"
+        )
+        for kind, label in (("json", "JSON → observations"), ("lpp", "CayenneLPP → observations")):
+            drain, live, cpu, per_message = bench_acquisition(url, count, kind)
+            print(
+                f"{label:<27}{count / drain:>13,.0f}{count / live:>13,.0f}"
+                f"{count * per_message / drain:>13,.0f}{cpu / count * 1e6:>13,.0f}"
+                f"{raw_drain / drain:>13.0%}"
+            )
+        print(
+            "drain: backlog emptied by the subscriber alone; live: with a publisher on the same "
+            "cores; obs/s: observations confirmed by the bus per second (drain); CPU µs/msg: "
+            "this process's CPU time per message while draining."
+        )
+
+
+if __name__ == "__main__":
+    main()
