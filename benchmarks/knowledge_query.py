@@ -15,11 +15,13 @@ Madrid). Then, from a single client, it measures one page (limit 20, ordered by 
 (a) through the query package the facade uses: parse the parameters, build the statement,
     execute, fetch (SQLAlchemy on psycopg2);
 (b) the same query hand-written in SQL and run with a psycopg2 cursor (the floor);
-(c) as (a) with count=true (a second statement for the total).
+(c) as (a) with count=true (the total comes with the page: ``with_total``).
 
-Rounds interleave (a), (b) and (c) so the database's caches treat them alike. Figures —
-queries per second, p50/p95/p99 latency — are printed, never asserted
-(``docs/performance.md``).
+Rounds interleave (a), (b) and (c) so the database's caches treat them alike. With
+``--proposed-index`` the three are measured again after adding a GiST index on
+``attributes (name, geometry)`` (``btree_gist``), which the store does not have yet: it
+shows what that index would change. Figures — queries per second, p50/p95/p99 latency —
+are printed, never asserted (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -184,8 +186,9 @@ def measure(store: KnowledgeStore, schema: str, url: str, queries: int) -> None:
 
         def through_package(params: dict[str, str]) -> int:
             query = parse_entity_query(params)
-            rows = bound.execute(select_entities(query, expand=expand)).all()
-            if query.count:
+            statement = select_entities(query, expand=expand, with_total=query.count)
+            rows = bound.execute(statement).all()
+            if query.count and not rows:
                 bound.execute(count_entities(query, expand=expand)).scalar_one()
             return len(rows)
 
@@ -230,6 +233,17 @@ def measure(store: KnowledgeStore, schema: str, url: str, queries: int) -> None:
     print(f"query package throughput = {ratio:.0%} of the hand-written SQL")
 
 
+def add_proposed_index(store: KnowledgeStore, schema: str) -> None:
+    with store.engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS btree_gist")
+        connection.exec_driver_sql(
+            f'CREATE INDEX IF NOT EXISTS attributes_name_geometry ON "{schema}".attributes '
+            "USING gist (name, geometry) WHERE geometry IS NOT NULL"
+        )
+        connection.exec_driver_sql(f'ANALYZE "{schema}".attributes')
+
+
 def _entity_count(store: KnowledgeStore, schema: str) -> int:
     with store.engine.connect() as connection:
         bound = bind_schema(connection, schema)
@@ -258,6 +272,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--database-url")
     parser.add_argument("--tenant", default="bench-query")
+    parser.add_argument("--proposed-index", action="store_true")
     args = parser.parse_args()
     with database(args.database_url) as url:
         upgrade(url, [KnowledgeLayer()])
@@ -267,6 +282,10 @@ def main() -> None:
             if _entity_count(store, schema) != args.entities:  # reuse a --database-url run
                 populate(store, schema, args.entities)
             measure(store, schema, url, args.queries)
+            if args.proposed_index:
+                add_proposed_index(store, schema)
+                print("with the proposed GiST index on attributes (name, geometry):")
+                measure(store, schema, url, args.queries)
         finally:
             store.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from cityos_knowledge.query import build_entity_filter, parse_entity_query
+from cityos_knowledge.query import build_entity_filter, parse_entity_query, select_entities
 from cityos_knowledge.store.tables import attributes, entities
 from tests.knowledge.query.city import (
     AIR_BARCELONA,
@@ -40,6 +40,13 @@ def test_count_ignores_paging(city: City) -> None:
     assert city.count(type="AirQualityObserved", q="NO2>30", limit="1") == 3
     assert city.count(type="Streetlight", limit="0", count="true") == 2
     assert city.count(q="noSuchAttribute") == 0
+
+
+def test_the_total_can_come_with_the_page(city: City) -> None:
+    query = parse_entity_query({"type": "AirQualityObserved", "limit": "2", "offset": "1"})
+    with city.connect() as connection:
+        rows = connection.execute(select_entities(query, expand=expand, with_total=True)).all()
+    assert [(row.id, row.total) for row in rows] == [(AIR_ESPANA, 3), (AIR_SOL, 3)]
 
 
 @pytest.mark.parametrize(

@@ -40,17 +40,23 @@ def select_entities(
     *,
     expand: Expander = unexpanded,
     columns: Sequence[Any] | None = None,
+    with_total: bool = False,
 ) -> Select[Any]:
     """One page of matching entities: filter, order, ``limit`` and ``offset``.
 
     ``columns`` default to the entity id and its projected document (``attrs``/``pick``/
-    ``omit`` applied), labelled ``id`` and ``entity``.
+    ``omit`` applied), labelled ``id`` and ``entity``. ``with_total`` adds a ``total``
+    column: the number of matching entities before paging, computed by the same execution
+    (for ``count=true`` without a second query; when the page is empty because ``offset``
+    is past the end, there is no row to carry it and :func:`count_entities` is needed).
     """
     selected = (
         list(columns)
         if columns is not None
         else [entities.c.id, entity_document(query, expand=expand).label("entity")]
     )
+    if with_total:
+        selected.append(func.count().over().label("total"))
     return (
         select(*selected)
         .where(build_entity_filter(query, expand=expand))
