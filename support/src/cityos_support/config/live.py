@@ -53,6 +53,13 @@ class LiveValue(Generic[M]):
     def __call__(self) -> M:
         return self.get()
 
+    @property
+    def is_stale(self) -> bool:
+        """True when :meth:`get` would read the repository (so may block)."""
+        if self._repository is None:
+            return False
+        return self._loaded_at is None or self._clock() - self._loaded_at >= self._refresh
+
     def get(self) -> M:
         """The value in force, re-read from the repository when stale."""
         with self._lock:

@@ -67,7 +67,11 @@ class OidcAuthorizer:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         try:
-            identity = await asyncio.to_thread(self._validator.validate, token)
+            # A token seen before is answered from memory; only new ones need a thread
+            # (signature checks, and perhaps a key fetch).
+            identity = self._validator.cached(token)
+            if identity is None:
+                identity = await asyncio.to_thread(self._validator.validate, token)
         except TokenError as exc:
             await self._deny(request, "anonymous", None, tenant, permission, str(exc))
             raise HTTPException(
@@ -81,7 +85,10 @@ class OidcAuthorizer:
                 status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
                 detail="the identity provider's keys cannot be fetched; try again later",
             ) from exc
-        policy = await asyncio.to_thread(self._policies)
+        if getattr(self._policies, "is_stale", True):
+            policy = await asyncio.to_thread(self._policies)
+        else:
+            policy = self._policies()
         principal = principal_for(identity, policy, tenant=tenant)
         assert principal.grants is not None
         if not principal.grants.allows(permission):

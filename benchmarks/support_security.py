@@ -1,0 +1,132 @@
+"""Support layer costs: token validation, authorization per request, audit appends.
+
+    PYTHONPATH=. uv run python benchmarks/support_security.py [--tokens 2000] [--events 5000]
+
+(from the repository root: it borrows the tests' loopback issuer, tests/fixtures/support.py)
+
+(a) ``TokenValidator.validate`` on distinct Keycloak-shaped RS256 tokens, keys cached (the loopback
+issuer of the tests serves discovery and JWKS once); (b) a protected route answered through
+the assembled app (TestClient, no network) with ``CITYOS_AUTH=off`` and ``keycloak``, to show
+what validation adds per request; (c) audit events appended to the hash chain in an
+embedded PostgreSQL, in batches of 500 (what the consumer does), then verified.
+Figures are printed, never asserted (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+
+from cityos.app import create_app
+from cityos.bootstrap import build_platform
+from cityos.embedded import EmbeddedPostgres
+from cityos.migrate import upgrade
+from cityos_kernel.bus import MemoryBus
+from cityos_kernel.database import sqlalchemy_url
+from cityos_kernel.events.payloads import AuditEventV1
+from cityos_kernel.events.topics import AUDIT
+from cityos_kernel.settings import PlatformSettings
+from cityos_support.audit.signing import CheckpointSigner
+from cityos_support.audit.store import AuditStore
+from cityos_support.layer import SupportLayer
+from cityos_support.security.tokens import JwksCache, TokenValidator
+from tests.fixtures.support import AUDIENCE, LoopbackIssuer
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f}/s ({seconds * 1e6 / count:,.0f} µs each)"
+
+
+def bench_tokens(issuer: LoopbackIssuer, count: int) -> None:
+    validator = TokenValidator(JwksCache(issuer.url), audience=AUDIENCE)
+    tokens = [issuer.token(roles=("operator",)) for _ in range(count)]
+    validator.validate(tokens[0])  # fetch the keys once
+    started = time.perf_counter()
+    for token in tokens:
+        validator.validate(token)
+    elapsed = time.perf_counter() - started
+    print(f"token validation, each token seen once (RS256, keys cached): {rate(count, elapsed)}")
+
+
+def bench_requests(issuer: LoopbackIssuer, count: int) -> None:
+    token = issuer.token(roles=("platform-admin",))
+    for mode, extra in (("off", {}), ("keycloak", {"auth_issuer": issuer.url})):
+        settings = PlatformSettings(env="development", auth=mode, **extra)  # type: ignore[arg-type]
+        platform = build_platform(settings, [SupportLayer()], bus=MemoryBus())
+        with TestClient(create_app(platform, manage_lifecycle=False)) as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            client.get("/support/monitoring/warnings", headers=headers)
+            started = time.perf_counter()
+            for _ in range(count):
+                client.get("/support/monitoring/warnings", headers=headers)
+            print(
+                f"protected GET, CITYOS_AUTH={mode}: {rate(count, time.perf_counter() - started)}"
+            )
+
+
+def bench_audit(count: int) -> None:
+    base = Path(tempfile.mkdtemp(prefix="cityos-bench-"))
+    base.chmod(0o755)
+    server = EmbeddedPostgres(base / "data", durable=False)
+    try:
+        server.start()
+        server.create_database("bench")
+        url = server.url("bench")
+        upgrade(url, [SupportLayer()])
+        engine = create_engine(sqlalchemy_url(url))
+        store = AuditStore(engine, CheckpointSigner(bytes(32)), checkpoint_every=1000)
+        events = [
+            AUDIT.envelope(
+                AuditEventV1(
+                    subject=f"user-{number % 50}",
+                    action="entities:write",
+                    target=f"urn:ngsi-ld:Streetlight:{uuid.uuid4().hex[:8]}",
+                    outcome="success",
+                    details={"attributes": ["powerState"]},
+                ),
+                source="bench",
+                tenant=f"urn:ngsi-ld:tenant:{number % 4}",
+            )
+            for number in range(count)
+        ]
+        started = time.perf_counter()
+        for start in range(0, count, 500):
+            store.append(events[start : start + 500])
+        elapsed = time.perf_counter() - started
+        print(f"audit append (4 tenants, batches of 500): {rate(count, elapsed)}")
+        started = time.perf_counter()
+        report = store.verify()
+        seconds = time.perf_counter() - started
+        checked = f"{report.records} records, ok={report.ok}"
+        print(f"audit verify ({checked}): {rate(report.records, seconds)}")
+        engine.dispose()
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tokens", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=5000)
+    args = parser.parse_args()
+    issuer = LoopbackIssuer()
+    issuer.start()
+    try:
+        bench_tokens(issuer, args.tokens)
+        bench_requests(issuer, args.requests)
+    finally:
+        issuer.stop()
+    bench_audit(args.events)
+
+
+if __name__ == "__main__":
+    main()
