@@ -25,6 +25,9 @@ import argparse
 import base64
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -231,11 +234,74 @@ def bench_acquisition(url: str, count: int, kind: str) -> tuple[float, float, fl
     return drain, live, cpu, round(observations / (2 * count))
 
 
+def replica(url: str, group: str, apikey: str, client_id: str, counter: str) -> None:
+    """One ingestion process of a shared subscription (run by ``--replicas``)."""
+    wired = build_parts(
+        MemoryBus(partitions=6),
+        MemoryRegistryStore(),
+        AcquisitionSettings(mqtt_client_id=client_id, mqtt_shared_group=group),
+        url,
+    )
+    wired.registry.create_groups(
+        Scope("bench", "/"), [GroupIn(apikey=apikey, entity_type="AirQualityObserved")]
+    )
+    service = wired.mqtt
+    assert service is not None
+    service.start()
+    service.wait_connected()
+    path = Path(counter)
+    while True:
+        path.write_text(str(service.acknowledged))
+        time.sleep(0.02)
+
+
+def bench_replicas(url: str, count: int, replicas: int) -> float:
+    """JSON drain rate of ``replicas`` processes sharing one subscription ($share)."""
+    tag = uuid.uuid4().hex[:6]
+    state = Path(tempfile.mkdtemp(prefix="cityos-bench-replicas-"))
+    counters = [state / f"acked-{n}" for n in range(replicas)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--replica", url, f"bench-{tag}", tag, f"bench-{tag}-{n}",
+             str(counter)]
+        )
+        for n, counter in enumerate(counters)
+    ]  # fmt: skip
+
+    def acked() -> int:
+        return sum(int(c.read_text() or 0) for c in counters if c.exists())
+
+    try:
+        while not all(c.exists() for c in counters):
+            time.sleep(0.05)
+        for process in processes:  # paused: the backlog builds up in the broker
+            os.kill(process.pid, signal.SIGSTOP)
+        publish_all(url, json_messages(tag, count))
+        started = time.perf_counter()
+        for process in processes:
+            os.kill(process.pid, signal.SIGCONT)
+        while acked() < count:
+            time.sleep(0.005)
+        return time.perf_counter() - started
+    finally:
+        for process in processes:
+            os.kill(process.pid, signal.SIGCONT)
+            process.terminate()
+            process.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=30_000)
     parser.add_argument("--mqtt-url")
+    parser.add_argument(
+        "--replicas", type=int, default=2, help="processes sharing a subscription (0: skip)"
+    )
+    parser.add_argument("--replica", nargs=5, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.replica:
+        replica(*arguments.replica)
+        return
     count = arguments.messages
     print(f"{os.cpu_count()} CPUs, {count} messages per stream, {DEVICES} devices per kind")
     with broker(arguments.mqtt_url) as url:
@@ -252,6 +318,13 @@ def main() -> None:
                 f"{label:<27}{count / drain:>13,.0f}{count / live:>13,.0f}"
                 f"{count * per_message / drain:>13,.0f}{cpu / count * 1e6:>13,.0f}"
                 f"{raw_drain / drain:>13.0%}"
+            )
+        if arguments.replicas > 1:
+            seconds = bench_replicas(url, count, arguments.replicas)
+            label = f"JSON, {arguments.replicas} replicas ($share)"
+            print(
+                f"{label:<27}{count / seconds:>13,.0f}{'':>13}{count / seconds:>13,.0f}"
+                f"{'':>13}{raw_drain / seconds:>13.0%}"
             )
         print(
             "drain: backlog emptied by the subscriber alone; live: with a publisher on the same "

@@ -216,11 +216,23 @@ class MqttIngestService:
 
     def _flush_acks(self, client: mqtt.Client) -> None:
         acks = self._acks
+        if not acks:
+            return
+        # paho writes one byte to its wake-up socket pair for every queued packet, to break
+        # a network thread out of select(). Acks are queued from the network thread itself,
+        # so the wake-ups are pure cost (one syscall per message); suspend them meanwhile.
+        wake_up = getattr(client, "_sockpairW", None)
+        if wake_up is not None:
+            client._sockpairW = None
         sent = 0
-        while acks:
-            mid, qos = acks.popleft()
-            client.ack(mid, qos)
-            sent += 1
+        try:
+            while acks:
+                mid, qos = acks.popleft()
+                client.ack(mid, qos)
+                sent += 1
+        finally:
+            if wake_up is not None:
+                client._sockpairW = wake_up
         self.acknowledged += sent
 
     def wait_connected(self, timeout: float = 10.0) -> None:

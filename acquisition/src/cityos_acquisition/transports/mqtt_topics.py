@@ -10,6 +10,7 @@ and The Things Stack v3 ``v3/<app>@<tenant>/devices/<device>/up``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cityos_acquisition.ingest.inbound import PayloadKind
@@ -65,6 +66,7 @@ def _iot_agent(levels: list[str]) -> TopicRoute | None:
     return TopicRoute("mqtt", kind, apikey, device_id, rest[0] if rest else None)  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=65536)
 def route_topic(topic: str) -> TopicRoute | None:
     """What a topic means, or ``None`` when it is not one the layer understands."""
     levels = topic.split("/")
