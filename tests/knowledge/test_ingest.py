@@ -15,7 +15,7 @@ from cityos_kernel.events.topics import ENTITIES_CHANGED, OBSERVATIONS, PLATFORM
 from cityos_knowledge.ingest.consumer import GROUP, ingest_consumer
 from cityos_knowledge.outbox.relay import OutboxRelay
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
-from cityos_knowledge.store.tables import attributes, outbox
+from cityos_knowledge.store.tables import attribute_instances, attributes, outbox
 from tests.knowledge.ingest_helpers import (
     START,
     VOCAB,
@@ -88,6 +88,13 @@ def test_observations_become_current_state_history_and_change_events(
         ("urn:ngsi-ld:WeatherObserved:2", "created"),
     ]
     assert {e["type"] for e in events} == {"knowledge.entities.changed"}
+    # The envelopes are assembled in SQL: each must still be what the topic's schema says.
+    decoded = [ENTITIES_CHANGED.decode(orjson.dumps(event)) for event in events]
+    assert {d.payload.entity["id"] for d in decoded if d.payload.entity} == {
+        "urn:ngsi-ld:WeatherObserved:1",
+        "urn:ngsi-ld:WeatherObserved:2",
+    }
+    assert len({d.id for d in decoded}) == 2 and all(d.source == "knowledge" for d in decoded)
 
 
 def test_the_relay_publishes_the_outbox_after_commit_and_marks_rows_sent(
@@ -247,3 +254,33 @@ def test_an_entity_gains_the_new_type_an_observation_carries(
     document = entity_documents(knowledge_store)["urn:ngsi-ld:Device:1"]
     assert document["type"] == [VOCAB + "Device", VOCAB + "AirQualityObserved"]
     assert document[VOCAB + "no2"]["value"] == 40
+
+
+def test_text_values_with_tabs_newlines_and_backslashes_survive_copy(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    tricky = 'line one\nline\ttwo \\N back\\slash "quoted" \r end'
+    publish(
+        bus,
+        [
+            observation(
+                "urn:ngsi-ld:WeatherObserved:1",
+                0,
+                extra=[ObservedAttribute(name="note", value=tricky, observed_at=START)],
+            )
+        ],
+    )
+    consume_all(bus, knowledge_store)
+    schema = knowledge_store.tenants.lookup(None)
+    with knowledge_store.engine.connect() as raw:
+        stored = (
+            bind_schema(raw, schema)
+            .execute(
+                select(attribute_instances.c.value).where(
+                    attribute_instances.c.name == VOCAB + "note"
+                )
+            )
+            .scalar_one()
+        )
+    assert stored == tricky
+    assert current_values(knowledge_store)[("urn:ngsi-ld:WeatherObserved:1", "note")] == tricky

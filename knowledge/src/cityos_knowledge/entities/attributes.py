@@ -105,8 +105,14 @@ class AttributeRow:
         }
 
 
-def attribute_row(name: str, attribute: Mapping[str, Any]) -> AttributeRow:
-    """Validate one expanded attribute and turn it into its row (BadRequestData if invalid)."""
+def attribute_row(
+    name: str, attribute: Mapping[str, Any], *, observed_at: datetime | None = None
+) -> AttributeRow:
+    """Validate one expanded attribute and turn it into its row (BadRequestData if invalid).
+
+    ``observed_at``, when the caller already holds the parsed ``observedAt``, spares parsing
+    it again (the ingest formats it from a datetime).
+    """
     if not name:
         raise BadRequestDataError("an attribute name must not be empty")
     where = f"attribute {name}"
@@ -127,8 +133,7 @@ def attribute_row(name: str, attribute: Mapping[str, Any]) -> AttributeRow:
     if kind == "GeoProperty":
         validate_geometry(value, f"{where}.value")
         geometry = orjson.dumps(value).decode()
-    observed_at = None
-    if "observedAt" in attribute:
+    if observed_at is None and "observedAt" in attribute:
         observed_at = parse_datetime(attribute["observedAt"], f"{where}.observedAt")
     dataset_id = attribute.get("datasetId", DEFAULT_DATASET)
     if not isinstance(dataset_id, str) or not dataset_id:

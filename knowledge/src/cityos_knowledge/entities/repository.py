@@ -13,14 +13,30 @@ attributes, so :func:`refresh_documents` always sees every committed attribute.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, literal_column, select, text
-from sqlalchemy.dialects.postgresql import insert
+import psycopg2.errors
+from sqlalchemy import (
+    Connection,
+    Float,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    column,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, insert
+from sqlalchemy.sql.elements import ColumnClause
 
 from cityos_knowledge.entities.attributes import AttributeRow, InstanceRow
 from cityos_knowledge.store.tables import attributes, entities
@@ -81,26 +97,51 @@ def lock_entities(
     }
 
 
+def recordset(rows: Sequence[Mapping[str, Any]], columns: Sequence[ColumnClause[Any]]) -> Any:
+    """Rows passed as ONE bound JSON parameter and read back with ``jsonb_to_recordset``.
+
+    Multi-row VALUES built by SQLAlchemy cost more to compile than to run (a batch of a few
+    thousand rows took seconds); one JSON parameter keeps the statement constant, so it is
+    compiled once and cached. Keys whose value is None are dropped (absent means NULL).
+    """
+    document = orjson.dumps(
+        [{key: value for key, value in row.items() if value is not None} for row in rows]
+    ).decode()
+    return (
+        func.jsonb_to_recordset(cast(literal(document, Text), JSONB))
+        .table_valued(*columns)
+        .render_derived(name="given", with_types=True)
+    )
+
+
 def insert_new_entities(
     connection: Connection, new: Sequence[tuple[str, list[str], list[str] | None]], now: datetime
 ) -> set[str]:
     """Insert (id, types, scopes) rows that do not exist; return the ids actually inserted."""
     if not new:
         return set()
+    given = recordset(
+        [
+            {"id": entity_id, "types": types, "scopes": scopes}
+            for entity_id, types, scopes in sorted(new)
+        ],
+        [column("id", Text), column("types", ARRAY(Text)), column("scopes", ARRAY(Text))],
+    )
+    document = func.jsonb_build_object(
+        literal("id", Text), given.c.id, literal("type", Text), func.to_jsonb(given.c.types)
+    )
     statement = (
         insert(entities)
-        .values(
-            [
-                {
-                    "id": entity_id,
-                    "types": types,
-                    "scopes": scopes,
-                    "created_at": now,
-                    "modified_at": now,
-                    "entity": {"id": entity_id, "type": types},
-                }
-                for entity_id, types, scopes in sorted(new)
-            ]
+        .from_select(
+            ["id", "types", "scopes", "created_at", "modified_at", "entity"],
+            select(
+                given.c.id,
+                given.c.types,
+                given.c.scopes,
+                literal(now, TIMESTAMP(timezone=True)),
+                literal(now, TIMESTAMP(timezone=True)),
+                document,
+            ),
         )
         .on_conflict_do_nothing(index_elements=[entities.c.id])
         .returning(entities.c.id)
@@ -159,11 +200,23 @@ def upsert_attributes(
     """
     if not rows:
         return []
-    values = [
-        {"entity_id": entity_id, **row.columns(), "created_at": now, "modified_at": now}
-        for entity_id, row in rows
-    ]
-    statement = insert(attributes).values(values)
+    given = recordset(
+        [{"entity_id": entity_id, **row.columns()} for entity_id, row in rows],
+        _ATTRIBUTE_RECORD,
+    )
+    moment = literal(now, TIMESTAMP(timezone=True))
+    statement = insert(attributes).from_select(
+        [
+            "entity_id", "name", "dataset_id", "kind", "value", "value_number", "value_text",
+            "geometry", "observed_at", "unit_code", "body", "created_at", "modified_at",
+        ],
+        select(
+            given.c.entity_id, given.c.name, given.c.dataset_id, given.c.kind, given.c.value,
+            given.c.value_number, given.c.value_text,
+            func.ST_SetSRID(func.ST_GeomFromGeoJSON(given.c.geometry), 4326),
+            given.c.observed_at, given.c.unit_code, given.c.body, moment, moment,
+        ),
+    )  # fmt: skip
     key = [attributes.c.entity_id, attributes.c.name, attributes.c.dataset_id]
     if keep_existing:
         upsert = statement.on_conflict_do_nothing(index_elements=key)
@@ -220,6 +273,21 @@ def existing_attribute_keys(connection: Connection, entity_id: str) -> set[tuple
     return {(row.name, row.dataset_id) for row in rows}
 
 
+#: The columns of the attribute rows handed to :func:`upsert_attributes` as JSON.
+_ATTRIBUTE_RECORD = [
+    column("entity_id", Text),
+    column("name", Text),
+    column("dataset_id", Text),
+    column("kind", Text),
+    column("value", JSONB),
+    column("value_number", Float(precision=53)),
+    column("value_text", Text),
+    column("geometry", Text),
+    column("observed_at", TIMESTAMP(timezone=True)),
+    column("unit_code", Text),
+    column("body", JSONB),
+]
+
 _DOCUMENT_SQL = """
 UPDATE {entities} AS e SET
   entity = jsonb_build_object('id', e.id, 'type', to_jsonb(e.types))
@@ -240,6 +308,14 @@ RETURNING e.id, e.types, e.entity, e.created_at, e.modified_at
 """
 
 
+def document_update_sql(connection: Connection, schema: str) -> str:
+    """The UPDATE that rebuilds the documents of entities ``:ids`` (binds ``:now``, ``:ids``)."""
+    quote = connection.dialect.identifier_preparer.quote
+    return _DOCUMENT_SQL.format(
+        entities=f"{quote(schema)}.entities", attributes=f"{quote(schema)}.attributes"
+    )
+
+
 def refresh_documents(
     connection: Connection, schema: str, ids: Iterable[str], now: datetime
 ) -> dict[str, EntityDocument]:
@@ -247,11 +323,9 @@ def refresh_documents(
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    quote = connection.dialect.identifier_preparer.quote
-    sql = _DOCUMENT_SQL.format(
-        entities=f"{quote(schema)}.entities", attributes=f"{quote(schema)}.attributes"
+    rows = connection.execute(
+        text(document_update_sql(connection, schema)), {"now": now, "ids": wanted}
     )
-    rows = connection.execute(text(sql), {"now": now, "ids": wanted})
     return {
         row.id: EntityDocument(row.id, list(row.types), row.entity, row.created_at, row.modified_at)
         for row in rows
@@ -282,20 +356,29 @@ CREATE TEMP TABLE IF NOT EXISTS knowledge_instances_in (
 """
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+
+
+def _copy_text(text: str) -> str:
+    return text.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(text) else text
 
 
 def _copy_field(value: Any) -> str:
+    """One value in COPY's text format (the type checks are ordered by frequency)."""
+    kind = value.__class__
     if value is None:
         return "\\N"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    if isinstance(value, bool):
+    if kind is str:
+        return _copy_text(value)
+    if kind is float:
+        return repr(value)
+    if kind is bool:
         return "t" if value else "f"
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, float):
-        return repr(value)
-    return orjson.dumps(value).decode().translate(_COPY_ESCAPES)
+    if isinstance(value, str):
+        return _copy_text(value)
+    return _copy_text(orjson.dumps(value).decode())
 
 
 def _json_text(value: Any) -> str | None:
@@ -317,47 +400,69 @@ def copy_rows(
         cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
 
 
+#: The history columns COPied directly (rows without geometry).
+_DIRECT_COLUMNS = tuple(name for name in _STAGING_COLUMNS if name != "geometry")
+
+
+def _copy_tuple(row: InstanceRow, *, geometry: bool = True) -> tuple[Any, ...]:
+    first = (
+        row.entity_id,
+        row.name,
+        row.dataset_id,
+        row.observed_at,
+        row.has_observed_at,
+        row.kind,
+        row.unit_code,
+        row.value_number,
+        _json_text(row.value),
+    )
+    last = (_json_text(row.extras),)
+    return (*first, row.geometry, *last) if geometry else (*first, *last)
+
+
 def append_instances(connection: Connection, schema: str, instances: Sequence[InstanceRow]) -> int:
     """Append history rows, ignoring those already stored (same entity, attribute, dataset
     and observedAt); return how many were new.
 
-    The rows are COPied into a session-local staging table and moved with one
-    ``INSERT … SELECT … ON CONFLICT DO NOTHING``: COPY is the fastest way in, and the
-    conflict clause is what makes a replayed batch a no-op.
+    First try: one COPY straight into the history table, in a savepoint — what a batch of
+    new observations costs in the common case. If any row is already there (a replayed
+    batch) the savepoint is rolled back and the rows go through a session-local staging
+    table and one ``INSERT … SELECT … ON CONFLICT DO NOTHING``, which makes a replay a
+    no-op. Rows with a geometry (GeoJSON that PostGIS must parse) always take that path.
     """
     if not instances:
         return 0
-    connection.execute(text(_STAGING_DDL))
-    copy_rows(
-        connection,
-        "knowledge_instances_in",
-        _STAGING_COLUMNS,
-        (
-            (
-                row.entity_id,
-                row.name,
-                row.dataset_id,
-                row.observed_at,
-                row.has_observed_at,
-                row.kind,
-                row.unit_code,
-                row.value_number,
-                _json_text(row.value),
-                row.geometry,
-                _json_text(row.extras),
+    plain = [row for row in instances if row.geometry is None]
+    located = [row for row in instances if row.geometry is not None]
+    quoted = connection.dialect.identifier_preparer.quote(schema)
+    written = 0
+    if plain:
+        savepoint = connection.begin_nested()
+        try:
+            copy_rows(
+                connection,
+                f"{quoted}.attribute_instances",
+                _DIRECT_COLUMNS,
+                (_copy_tuple(row, geometry=False) for row in plain),
             )
-            for row in instances
-        ),
-    )
-    target = f"{connection.dialect.identifier_preparer.quote(schema)}.attribute_instances"
+        except psycopg2.errors.UniqueViolation:
+            savepoint.rollback()
+            located = list(instances)
+        else:
+            savepoint.commit()
+            written = len(plain)
+    if not located:
+        return written
+    connection.execute(text(_STAGING_DDL))
+    copy_rows(connection, "knowledge_instances_in", _STAGING_COLUMNS, map(_copy_tuple, located))
     columns = ", ".join(_STAGING_COLUMNS)
     moved = connection.execute(
         text(
-            f"INSERT INTO {target} ({columns}) "  # noqa: S608 (quoted schema, fixed columns)
+            f"INSERT INTO {quoted}.attribute_instances ({columns}) "  # noqa: S608
             f"SELECT {', '.join(_STAGING_COLUMNS[:-2])}, "
             "ST_SetSRID(ST_GeomFromGeoJSON(geometry), 4326), extras "
             "FROM knowledge_instances_in ON CONFLICT DO NOTHING"
         )
     )
     connection.execute(text("TRUNCATE knowledge_instances_in"))
-    return moved.rowcount
+    return written + moved.rowcount

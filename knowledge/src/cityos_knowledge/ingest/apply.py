@@ -19,34 +19,35 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from prometheus_client import Counter
 
 from cityos_kernel.bus.consumer import Message
 from cityos_kernel.bus.port import Delivery
-from cityos_kernel.events.payloads import EntityChangedV1, ObservationV1
+from cityos_kernel.events.payloads import ObservationV1
 from cityos_knowledge.entities.attributes import (
     MAIN_MEMBER,
     AttributeRow,
     InstanceRow,
     attribute_row,
     format_datetime,
-    instance_row,
 )
+from cityos_knowledge.entities.geojson import validate_geometry
 from cityos_knowledge.entities.repository import (
     EntityState,
     append_instances,
     insert_new_entities,
     lock_entities,
-    refresh_documents,
     revive_entities,
     set_types,
     upsert_attributes,
 )
-from cityos_knowledge.errors import KnowledgeError
+from cityos_knowledge.errors import BadRequestDataError, KnowledgeError
 from cityos_knowledge.ingest.terms import expand_term
-from cityos_knowledge.outbox.writer import EntityChange, append_changes
+from cityos_knowledge.outbox.writer import Announcement, announce_documents
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.history import month_start
+from cityos_knowledge.store.tables import DEFAULT_DATASET
 from cityos_knowledge.store.tenants import validate_tenant
 
 logger = logging.getLogger(__name__)
@@ -79,30 +80,103 @@ class _TenantBatch:
     """The rows one tenant's part of a batch turns into."""
 
     types: dict[str, list[str]] = field(default_factory=dict)
-    latest: dict[tuple[str, str, str], AttributeRow] = field(default_factory=dict)
+    latest: dict[tuple[str, str, str], Measure] = field(default_factory=dict)
     instances: list[InstanceRow] = field(default_factory=list)
     correlation: dict[str, str] = field(default_factory=dict)
 
 
-def observation_attributes(
-    observation: ObservationV1, vocabulary: str
-) -> list[tuple[str, dict[str, Any]]]:
-    """The observation's attributes as expanded NGSI-LD attributes (name, body)."""
-    found: list[tuple[str, dict[str, Any]]] = []
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One measured attribute value of an observation, validated, with expanded names."""
+
+    entity_id: str
+    name: str
+    kind: str
+    value: Any
+    observed_at: datetime
+    unit_code: str | None
+    dataset_id: str
+    number: float | None
+    geometry: str | None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.entity_id, self.name, self.dataset_id)
+
+    def instance(self) -> InstanceRow:
+        """The history row (built directly: this runs once per observation)."""
+        return InstanceRow(
+            entity_id=self.entity_id,
+            name=self.name,
+            dataset_id=self.dataset_id,
+            observed_at=self.observed_at,
+            has_observed_at=True,
+            kind=self.kind,
+            unit_code=self.unit_code,
+            value_number=self.number,
+            value=None if self.number is not None else self.value,
+            geometry=self.geometry,
+            extras=None,
+        )
+
+    def attribute(self) -> AttributeRow:
+        """The current-state row (only for the latest measure of each attribute)."""
+        body: dict[str, Any] = {"type": self.kind, MAIN_MEMBER[self.kind]: self.value}
+        body["observedAt"] = format_datetime(self.observed_at)
+        if self.unit_code:
+            body["unitCode"] = self.unit_code
+        if self.dataset_id != DEFAULT_DATASET:
+            body["datasetId"] = self.dataset_id
+        return attribute_row(self.name, body, observed_at=self.observed_at)
+
+
+class _Terms:
+    """Expands short names with the vocabulary, remembering what it expanded."""
+
+    def __init__(self, vocabulary: str) -> None:
+        self._vocabulary = vocabulary
+        self._known: dict[str, str] = {}
+
+    def __call__(self, term: str) -> str:
+        expanded = self._known.get(term)
+        if expanded is None:
+            expanded = self._known[term] = expand_term(term, self._vocabulary)
+        return expanded
+
+
+def measures(observation: ObservationV1, expand: Callable[[str], str]) -> list[Measure]:
+    """Validate an observation's attributes (BadRequestData) and expand their names."""
+    found: list[Measure] = []
     for measured in observation.attributes:
-        kind = measured.kind
-        body: dict[str, Any] = {"type": kind, MAIN_MEMBER[kind]: measured.value}
+        kind, value = measured.kind, measured.value
+        name = expand(measured.name)
+        if value is None:
+            raise BadRequestDataError(f"attribute {name}: the value must not be null")
+        geometry = None
+        if kind == "GeoProperty":
+            validate_geometry(value, f"attribute {name}.value")
+            geometry = orjson.dumps(value).decode()
+        elif kind == "VocabProperty" and isinstance(value, str):
+            value = expand(value)
+        number = None
+        if kind == "Property" and isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
         observed = measured.observed_at
         if observed.tzinfo is None:
             observed = observed.replace(tzinfo=UTC)
-        body["observedAt"] = format_datetime(observed)
-        if measured.unit_code:
-            body["unitCode"] = measured.unit_code
-        if measured.dataset_id:
-            body["datasetId"] = measured.dataset_id
-        if kind == "VocabProperty" and isinstance(measured.value, str):
-            body["vocab"] = expand_term(measured.value, vocabulary)
-        found.append((expand_term(measured.name, vocabulary), body))
+        found.append(
+            Measure(
+                entity_id=observation.entity_id,
+                name=name,
+                kind=kind,
+                value=value,
+                observed_at=observed,
+                unit_code=measured.unit_code or None,
+                dataset_id=measured.dataset_id or DEFAULT_DATASET,
+                number=number,
+                geometry=geometry,
+            )
+        )
     return found
 
 
@@ -118,7 +192,7 @@ class ObservationApplier:
         after_commit: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
-        self._vocabulary = vocabulary
+        self._expand = _Terms(vocabulary)
         self._reject = reject
         self._after_commit = after_commit
 
@@ -174,23 +248,19 @@ class ObservationApplier:
         if not isinstance(observation, ObservationV1):
             raise TypeError(f"not an observation: {type(observation).__name__}")
         tenant = validate_tenant(envelope.tenant)
-        rows = [
-            attribute_row(name, body)
-            for name, body in observation_attributes(observation, self._vocabulary)
-        ]
+        found = measures(observation, self._expand)
         batch = batches[tenant]
         entity_id = observation.entity_id
-        entity_type = expand_term(observation.entity_type, self._vocabulary)
+        entity_type = self._expand(observation.entity_type)
         types = batch.types.setdefault(entity_id, [])
         if entity_type not in types:
             types.append(entity_type)
         batch.correlation.setdefault(entity_id, envelope.correlation_id)
-        for row in rows:
-            batch.instances.append(instance_row(entity_id, row, now))
-            key = (entity_id, row.name, row.dataset_id)
-            known = batch.latest.get(key)
-            if known is None or _later(row, known):
-                batch.latest[key] = row
+        for measure in found:
+            batch.instances.append(measure.instance())
+            known = batch.latest.get(measure.key)
+            if known is None or measure.observed_at >= known.observed_at:
+                batch.latest[measure.key] = measure
 
     def _apply_tenant(
         self,
@@ -213,7 +283,7 @@ class ObservationApplier:
         created |= set(revived)
         written = upsert_attributes(
             connection,
-            [(key[0], row) for key, row in batch.latest.items()],
+            [(key[0], measure.attribute()) for key, measure in batch.latest.items()],
             now,
             only_newer=True,
         )
@@ -222,29 +292,17 @@ class ObservationApplier:
         for entity_id, name, _dataset in written:
             changed_attributes[entity_id].add(name)
         changed = created | {i for i, _ in typed} | set(changed_attributes)
-        documents = refresh_documents(connection, schema, changed, now)
-        changes = [
-            EntityChange(
-                tenant,
-                EntityChangedV1(
-                    entity_id=entity_id,
-                    entity_types=document.types,
-                    change="created" if entity_id in created else "updated",
-                    attributes=sorted(changed_attributes.get(entity_id, ())),
-                    entity=document.entity,
-                ),
+        announcements = [
+            Announcement(
+                entity_id,
+                "created" if entity_id in created else "updated",
+                sorted(changed_attributes.get(entity_id, ())),
                 batch.correlation.get(entity_id),
             )
-            for entity_id, document in sorted(documents.items())
+            for entity_id in sorted(changed)
         ]
-        result.events += append_changes(connection, changes)
+        result.events += announce_documents(connection, schema, tenant, announcements, now)
         result.entities_created += len(created)
-
-
-def _later(row: AttributeRow, known: AttributeRow) -> bool:
-    if row.observed_at is None or known.observed_at is None:
-        return True
-    return row.observed_at >= known.observed_at
 
 
 def _revivals_and_new_types(

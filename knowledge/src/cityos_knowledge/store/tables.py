@@ -41,14 +41,15 @@ every key column is ``NOT NULL`` and plain unique indexes work.
   GeoProperty as GeoJSON, ListProperty ``valueList``), ``object`` (Relationship, a string or
   a list), ``objectList`` (ListRelationship), ``languageMap``, ``vocab``, ``json``.
 - ``value_number`` double precision: ``value`` when it is a JSON number (booleans excluded),
-  else NULL. Indexed with ``name``: use it for numeric comparisons and ranges.
+  else NULL. Indexed with ``name`` (partial index, non-NULL rows): use it for numeric
+  comparisons and ranges.
 - ``value_text`` text: ``value`` when it is a JSON string (a Relationship's object, a
   VocabProperty's vocab, a string Property, the ``@value`` of a typed literal such as a
   DateTime), else NULL. Indexed with ``name``: use it for string equality, patterns and
   ranges.
 - ``geometry`` geometry(Geometry, 4326): the GeoJSON value of a GeoProperty, else NULL.
-  GiST-indexed. Selecting the column returns GeoJSON text; in filters use it with PostGIS
-  functions (``func.ST_Intersects(attributes.c.geometry, ...)``).
+  GiST-indexed (non-NULL rows). Selecting the column returns GeoJSON text; in filters use
+  it with PostGIS functions (``func.ST_Intersects(attributes.c.geometry, ...)``).
 - ``observed_at`` timestamptz, ``unit_code`` text: the attribute's observedAt / unitCode.
 - ``body`` jsonb: the whole expanded attribute as NGSI-LD normalized JSON (type, the main
   member, observedAt, unitCode, datasetId, and its sub-attributes by name — e.g.
@@ -178,6 +179,9 @@ entities = Table(
     Column("entity", JSONB, nullable=False),
     Index("entities_types", "types", postgresql_using="gin"),
     Index("entities_scopes", "scopes", postgresql_using="gin"),
+    # Room on each page for HOT updates: the ingest rewrites ``entity``/``modified_at`` (not
+    # indexed) of every entity it touches, and a HOT update skips the three indexes.
+    postgresql_with={"fillfactor": "70"},
 )
 
 attributes = Table(
@@ -197,9 +201,27 @@ attributes = Table(
     Column("created_at", _timestamp(), nullable=False),
     Column("modified_at", _timestamp(), nullable=False),
     CheckConstraint(_KIND_CHECK, name="attributes_kind"),
-    Index("attributes_name_number", "name", "value_number"),
-    Index("attributes_name_text", "name", "value_text"),
-    Index("attributes_geometry", "geometry", postgresql_using="gist"),
+    # Partial indexes: a numeric reading updates only the indexes it has values for (the
+    # ingest rewrites current-state rows constantly), and every filter on these columns
+    # implies NOT NULL, so the planner still uses them.
+    Index(
+        "attributes_name_number",
+        "name",
+        "value_number",
+        postgresql_where=text("value_number IS NOT NULL"),
+    ),
+    Index(
+        "attributes_name_text",
+        "name",
+        "value_text",
+        postgresql_where=text("value_text IS NOT NULL"),
+    ),
+    Index(
+        "attributes_geometry",
+        "geometry",
+        postgresql_using="gist",
+        postgresql_where=text("geometry IS NOT NULL"),
+    ),
 )
 
 attribute_instances = Table(

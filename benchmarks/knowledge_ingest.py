@@ -1,0 +1,255 @@
+"""Knowledge ingest: observations/s applied from the bus into the stores, next to raw COPY.
+
+    uv run python benchmarks/knowledge_ingest.py [--messages 40000] [--entities 1000]
+        [--rounds 2] [--database-url postgresql://…] [--bootstrap HOST:PORT] [--no-fsync]
+
+Starts an embedded PostgreSQL+PostGIS (or uses ``--database-url``; the run creates and
+leaves tenant schemas ``bench-*`` there), applies the migrations, and builds ``--messages``
+``acquisition.observations.v1`` envelopes over ``--entities`` entities, each with three
+numeric attributes (one *observation* = one measured attribute value = one history row).
+
+(a) **ingest**: the envelopes are published to a bus (``MemoryBus``; a Kafka-protocol broker
+    with ``--bootstrap``), then the real ``knowledge-ingest`` consumer spec is driven by the
+    kernel's ``ConsumerRunner.process`` — decode, apply in one transaction per batch (current
+    state upsert, history COPY + ``INSERT … ON CONFLICT DO NOTHING``, change events into the
+    outbox), commit offsets — timed from the first poll to the last commit, into a new tenant.
+(b) **raw COPY**: the same history rows, already encoded as COPY text, COPied straight into the
+    same history table of another new tenant (same partitions and unique index), one COPY
+    and one commit per batch of the same size — the floor no ingest can beat.
+
+Rounds alternate (a) and (b); the best round of each is kept. Figures are printed, never
+asserted (``docs/performance.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cityos.embedded import EmbeddedPostgres
+from cityos.migrate import upgrade
+from cityos_kernel.bus import Bus, ConsumerTuning, KafkaBus, MemoryBus, Record
+from cityos_kernel.bus.consumer import ConsumerRunner
+from cityos_kernel.database import libpq_url
+from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
+from cityos_kernel.events.topics import Topic
+from cityos_knowledge.ingest.apply import measures
+from cityos_knowledge.ingest.consumer import ingest_consumer
+from cityos_knowledge.ingest.terms import expand_term
+from cityos_knowledge.layer import KnowledgeLayer
+from cityos_knowledge.settings import KnowledgeSettings
+from cityos_knowledge.store.database import KnowledgeStore
+
+ATTRIBUTES = ("temperature", "relativeHumidity", "atmosphericPressure")
+START = datetime(2026, 11, 1, tzinfo=UTC)
+VOCABULARY = "https://uri.etsi.org/ngsi-ld/default-context/"
+COLUMNS = (
+    "entity_id", "name", "dataset_id", "observed_at", "has_observed_at", "kind", "unit_code",
+    "value_number", "value", "geometry", "extras",
+)  # fmt: skip
+
+
+def observations(messages: int, entities: int) -> list[ObservationV1]:
+    """Every entity reports every 15 minutes, round-robin: message n is entity n % E."""
+    found = []
+    for n in range(messages):
+        entity, step = n % entities, n // entities
+        at = START + timedelta(minutes=15 * step)
+        found.append(
+            ObservationV1(
+                entity_id=f"urn:ngsi-ld:WeatherObserved:bench-{entity}",
+                entity_type="WeatherObserved",
+                attributes=[
+                    ObservedAttribute(
+                        name=name,
+                        value=round(10 + (n * 7 + i) % 300 / 10, 1),
+                        observed_at=at,
+                        unit_code="CEL" if i == 0 else None,
+                    )
+                    for i, name in enumerate(ATTRIBUTES)
+                ],
+            )
+        )
+    return found
+
+
+def copy_text(items: list[ObservationV1], batch: int) -> list[str]:
+    """The history rows of the observations as COPY text, one buffer per batch of messages."""
+    buffers = []
+
+    def expand(term: str) -> str:
+        return expand_term(term, VOCABULARY)
+
+    for first in range(0, len(items), batch):
+        buffer = io.StringIO()
+        rows = []
+        for item in items[first : first + batch]:
+            for measure in measures(item, expand):
+                row = measure.instance()
+                rows.append(
+                    (
+                        row.entity_id,
+                        row.name,
+                        row.dataset_id,
+                        row.observed_at,
+                        row.has_observed_at,
+                        row.kind,
+                        row.unit_code,
+                        row.value_number,
+                        None,
+                        None,
+                        None,
+                    )
+                )
+        for row in rows:
+            buffer.write(
+                "\t".join(
+                    "\\N"
+                    if v is None
+                    else (
+                        v.isoformat()
+                        if isinstance(v, datetime)
+                        else ("t" if v is True else "f" if v is False else str(v))
+                    )
+                    for v in row
+                )
+                + "\n"
+            )
+        buffers.append(buffer.getvalue())
+    return buffers
+
+
+def run_ingest(store: KnowledgeStore, bus: Bus, items: list[ObservationV1], batch: int) -> float:
+    tenant = f"bench-{uuid.uuid4().hex[:8]}"
+    topic = Topic(f"bench.observations.{uuid.uuid4().hex}.v1", ObservationV1, "entity id", (), ())
+    store.tenants.ensure(tenant)  # tenant creation is a one-off, not ingest
+    bus.publish(
+        [
+            Record(
+                topic.name,
+                item.entity_id,
+                topic.encode(topic.envelope(item, source="bench", tenant=tenant)),
+            )
+            for item in items
+        ]
+    )
+    spec = replace(
+        ingest_consumer(store, bus),
+        topics=[topic],
+        group=f"bench-{uuid.uuid4().hex}",
+        max_batch=batch,
+    )
+    runner = ConsumerRunner(bus, spec)
+    subscription = bus.subscribe(spec.group, [topic.name])
+    consumed, started = 0, 0.0
+    try:
+        while consumed < len(items):
+            deliveries = subscription.poll(batch, timeout=1.0)
+            if deliveries and not started:
+                started = time.perf_counter()
+            if deliveries:
+                runner.process(subscription, deliveries)
+                consumed += len(deliveries)
+        return time.perf_counter() - started
+    finally:
+        subscription.close()
+
+
+def run_copy(store: KnowledgeStore, buffers: list[str]) -> float:
+    tenant = f"bench-{uuid.uuid4().hex[:8]}"
+    schema = store.tenants.ensure(tenant)
+    started = time.perf_counter()
+    for text in buffers:
+        with store.engine.begin() as connection:
+            dbapi = connection.connection.dbapi_connection
+            assert dbapi is not None
+            with dbapi.cursor() as cursor:
+                cursor.copy_expert(
+                    f'COPY "{schema}".attribute_instances ({", ".join(COLUMNS)}) FROM STDIN',
+                    io.StringIO(text),
+                )
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def database(url: str | None, *, fsync: bool) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    base = Path(tempfile.mkdtemp(prefix="cityos-bench-ingest-"))
+    base.chmod(0o755)  # the postgres user must traverse it
+    server = EmbeddedPostgres(base / "data", durable=fsync)
+    try:
+        server.start()
+        server.create_database("bench")
+        yield server.url("bench")
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=40_000)
+    parser.add_argument("--entities", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=KnowledgeSettings().knowledge_ingest_batch)
+    parser.add_argument("--database-url")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap (default: the in-memory bus)")
+    parser.add_argument("--no-fsync", action="store_true", help="embedded server without fsync")
+    args = parser.parse_args()
+
+    items = observations(args.messages, args.entities)
+    rows = args.messages * len(ATTRIBUTES)
+    buffers = copy_text(items, args.batch)
+    with database(args.database_url, fsync=not args.no_fsync) as url:
+        upgrade(url, [KnowledgeLayer()])
+        store = KnowledgeStore.from_url(libpq_url(url))
+        bus: Bus = (
+            KafkaBus(
+                args.bootstrap,
+                partitions=6,
+                consumer_tuning=ConsumerTuning(session_timeout_ms=2000, heartbeat_interval_ms=500),
+            )
+            if args.bootstrap
+            else MemoryBus(partitions=6)
+        )
+        ingest, raw = [], []
+        try:
+            for _ in range(args.rounds):
+                ingest.append(run_ingest(store, bus, items, args.batch))
+                raw.append(run_copy(store, buffers))
+        finally:
+            bus.close()
+            store.close()
+    best_ingest, best_raw = min(ingest), min(raw)
+    print(
+        f"workload: {args.messages:,} messages x {len(ATTRIBUTES)} attributes = {rows:,} "
+        f"observations over {args.entities:,} entities, batches of {args.batch} messages, "
+        f"bus: {'Kafka ' + args.bootstrap if args.bootstrap else 'memory'}, "
+        f"fsync {'off' if args.no_fsync else 'on'}"
+    )
+    print(f"{'':24}{'seconds':>10}{'observations/s':>16}{'messages/s':>12}")
+    print(
+        f"{'(a) ingest consumer':24}{best_ingest:>10.2f}{rows / best_ingest:>16,.0f}"
+        f"{args.messages / best_ingest:>12,.0f}"
+    )
+    print(f"{'(b) raw COPY':24}{best_raw:>10.2f}{rows / best_raw:>16,.0f}")
+    print(
+        f"ingest / raw COPY: {best_raw / best_ingest:.0%}  "
+        f"(rounds: ingest {', '.join(f'{rows / s:,.0f}' for s in ingest)}; "
+        f"raw {', '.join(f'{rows / s:,.0f}' for s in raw)} observations/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
