@@ -13,7 +13,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,10 +24,18 @@ from fastapi.testclient import TestClient
 
 from cityos.app import create_app
 from cityos.bootstrap import build_platform
+from cityos.embedded import EmbeddedPostgres
 from cityos.layers import load_layers
 from cityos_kernel.bus import MemoryBus
 from cityos_kernel.settings import PlatformSettings
 from tests.fixtures.interoperability import API_LAYERS
+
+NOTIFIER_ENVIRONMENT = {
+    "CITYOS_INTEROP_NOTIFICATION_TIMEOUT_SECONDS": "2",
+    "CITYOS_INTEROP_NOTIFICATION_BACKOFF_SECONDS": "0.1",
+    "CITYOS_INTEROP_NOTIFICATION_ATTEMPTS": "2",
+    "CITYOS_INTEROP_PERIODIC_TICK_SECONDS": "0.2",
+}
 
 
 @dataclass
@@ -48,14 +57,18 @@ class Receiver:
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Wait until ``count`` requests arrived (fails the test after ``timeout``)."""
+        return self.wait_until(lambda got: len(got) >= count, timeout)
+
+    def wait_until(
+        self, done: Callable[[list[Received]], bool], timeout: float = 10.0
+    ) -> list[Received]:
+        """Wait until ``done(requests)`` holds (fails the test after ``timeout``)."""
         deadline = time.monotonic() + timeout
         with self.condition:
-            while len(self.requests) < count:
+            while not done(self.requests):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(
-                        f"{len(self.requests)} notifications arrived, {count} expected"
-                    )
+                    raise AssertionError(f"only {len(self.requests)} notifications arrived")
                 self.condition.wait(left)
             return list(self.requests)
 
@@ -132,18 +145,33 @@ def stalled_receiver() -> Iterator[str]:
         listener.close()
 
 
+@pytest.fixture(scope="module")
+def notifying_client(
+    postgres_server: EmbeddedPostgres, interop_template: str
+) -> Iterator[TestClient]:
+    """The application with its notifier running (short timeouts and back-off).
+
+    One per test module: tests keep apart by using entity types of their own.
+    """
+    name = f"test_sub_{uuid.uuid4().hex[:16]}"
+    postgres_server.create_database(name, template=interop_template)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for variable, value in NOTIFIER_ENVIRONMENT.items():
+                patch.setenv(variable, value)
+            platform = build_platform(
+                PlatformSettings(env="development", auth="off"),
+                load_layers(API_LAYERS),
+                database_url=postgres_server.url(name),
+                bus=MemoryBus(),
+            )
+        with TestClient(create_app(platform)) as client:
+            yield client
+    finally:
+        postgres_server.drop_database(name)
+
+
 @pytest.fixture
-def notifying_client(interop_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The application with its notifier running (short timeouts and back-off)."""
-    monkeypatch.setenv("CITYOS_INTEROP_NOTIFICATION_TIMEOUT_SECONDS", "2")
-    monkeypatch.setenv("CITYOS_INTEROP_NOTIFICATION_BACKOFF_SECONDS", "0.1")
-    monkeypatch.setenv("CITYOS_INTEROP_NOTIFICATION_ATTEMPTS", "2")
-    monkeypatch.setenv("CITYOS_INTEROP_PERIODIC_TICK_SECONDS", "0.2")
-    platform = build_platform(
-        PlatformSettings(env="development", auth="off"),
-        load_layers(API_LAYERS),
-        database_url=interop_url,
-        bus=MemoryBus(),
-    )
-    with TestClient(create_app(platform)) as client:
-        yield client
+def entity_type() -> str:
+    """An entity type no other test uses."""
+    return f"Thing{uuid.uuid4().hex[:10]}"

@@ -7,8 +7,11 @@ the knowledge facade which of the changed entities match them — one SQL query 
 subscription and batch, the same query engine Query Entities uses. A deleted entity is no
 longer in the store, so its filters are not evaluated: it is selected by its selectors
 alone. ``throttling`` is claimed in the database so that several notifier processes agree;
-a change inside the throttling period is not notified. Then each subscription sends one
-notification with the batch's changes.
+a change inside the throttling period is not notified. A subscription notifies the changes
+made after it was created or last updated (the envelope's time against its
+``modified_at``): one made while it was paused, or before it existed, is not notified even
+when it reaches the notifier later. Then each subscription sends one notification with the
+batch's changes.
 
 :class:`PeriodicNotifications` runs ``timeInterval`` subscriptions: every tick it claims the
 due ones and sends the current state of the entities they select.
@@ -95,11 +98,14 @@ class NotificationDispatcher:
         now = self._clock()
         fired: dict[tuple[str | None, str], tuple[CompiledSubscription, list[Fired]]] = {}
         for message in messages:
-            change = change_of(message.envelope.tenant, message.envelope.payload)
+            envelope = message.envelope
+            change = change_of(envelope.tenant, envelope.payload)
             for compiled in self._registry.candidates(change):
                 subscription = compiled.subscription
                 if subscription.status(now) != "active":
                     continue
+                if subscription.since is not None and envelope.time < subscription.since:
+                    continue  # made before the subscription (as it is now) existed
                 hit = fired_triggers(change, subscription.triggers, compiled.watched)
                 if hit is not None:
                     fired.setdefault(compiled.key, (compiled, []))[1].append(hit)
@@ -110,10 +116,17 @@ class NotificationDispatcher:
         subscription = compiled.subscription
         params = subscription.notification
         live = sorted({h.change.entity_id for h in hits if h.change.kind != "deleted"})
-        current: dict[str, dict[str, Any]] = {}
+        current: dict[str, dict[str, Any]] | None = None
         if live and (subscription.filter_parameters() or params.sys_attrs):
+            # The filters ran on the entities as they are now, so the notification shows
+            # them as they are now too: once per entity, whatever changes led here.
             current = self._matching(compiled, live, sys_attrs=params.sys_attrs)
-            hits = [h for h in hits if h.change.kind == "deleted" or h.change.entity_id in current]
+            latest = {h.change.entity_id: h for h in hits}
+            hits = [
+                h
+                for h in latest.values()
+                if h.change.kind == "deleted" or h.change.entity_id in current
+            ]
         if not hits:
             return
         if subscription.throttling and not self._store.claim_throttled(
@@ -123,12 +136,7 @@ class NotificationDispatcher:
         builder = NotificationBuilder(compiled)
         entities = [
             builder.render(
-                changed_entity(
-                    hit,
-                    compiled,
-                    current.get(hit.change.entity_id) if params.sys_attrs else None,
-                    now,
-                ),
+                changed_entity(hit, compiled, (current or {}).get(hit.change.entity_id), now),
                 hit,
             )
             for hit in hits

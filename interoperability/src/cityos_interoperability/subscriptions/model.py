@@ -398,10 +398,16 @@ class Subscription:
     lang: str | None = None
     jsonld_context: str | None = None
     dataset_ids: frozenset[str] | None = None
+    #: When it was created or last changed: it notifies the changes made after that.
+    since: datetime | None = None
 
     @classmethod
     def from_document(
-        cls, tenant: str | None, document: Mapping[str, Any], context: ContextValue | None
+        cls,
+        tenant: str | None,
+        document: Mapping[str, Any],
+        context: ContextValue | None,
+        since: datetime | None = None,
     ) -> Subscription:
         notification = document["notification"]
         endpoint = notification["endpoint"]
@@ -445,6 +451,7 @@ class Subscription:
             lang=document.get("lang"),
             jsonld_context=document.get("jsonldContext"),
             dataset_ids=frozenset(datasets) if datasets else None,
+            since=since,
         )
 
     @property

@@ -189,12 +189,14 @@ class SubscriptionStore:
         """Every subscription that can still notify (not expired), of every tenant."""
         with self._engine.connect() as connection:
             rows = connection.execute(
-                select(table.c.tenant, table.c.document, table.c.context).where(
-                    or_(table.c.expires_at.is_(None), table.c.expires_at > func.now())
-                )
+                select(
+                    table.c.tenant, table.c.document, table.c.context, table.c.modified_at
+                ).where(or_(table.c.expires_at.is_(None), table.c.expires_at > func.now()))
             ).all()
         return [
-            Subscription.from_document(tenant_of(row.tenant), row.document, row.context)
+            Subscription.from_document(
+                tenant_of(row.tenant), row.document, row.context, row.modified_at
+            )
             for row in rows
         ]
 
