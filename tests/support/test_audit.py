@@ -68,6 +68,15 @@ def consume_all(bus: MemoryBus, store: AuditStore, expected: int) -> None:
         runner.stop()
 
 
+def recorded(engine: Engine, count: int, *, every: int = 1000, seed: bytes = SEED) -> AuditStore:
+    """A store holding ``count`` events of tenant A, consumed from the bus."""
+    store = store_for(engine, every=every, seed=seed)
+    bus = MemoryBus()
+    emit_events(bus, count, tenant=TENANT_A)
+    consume_all(bus, store, count)
+    return store
+
+
 def tamper(engine: Engine, statement: str) -> None:
     """What an attacker with the table owner's rights does: bypass the append-only trigger."""
     with engine.begin() as connection:
@@ -123,10 +132,7 @@ def test_redelivered_events_are_recorded_once(audit_db: tuple[str, Engine]) -> N
 @pytest.mark.postgres
 def test_the_table_refuses_updates_and_deletes(audit_db: tuple[str, Engine]) -> None:
     _, engine = audit_db
-    store = store_for(engine)
-    bus = MemoryBus()
-    emit_events(bus, 2, tenant=TENANT_A)
-    consume_all(bus, store, 2)
+    recorded(engine, 2)
     for statement in (
         "UPDATE support_audit_records SET subject = 'mallory'",
         "DELETE FROM support_audit_records",
@@ -138,10 +144,7 @@ def test_the_table_refuses_updates_and_deletes(audit_db: tuple[str, Engine]) -> 
 @pytest.mark.postgres
 def test_a_tampered_row_is_the_first_broken_link(audit_db: tuple[str, Engine]) -> None:
     url, engine = audit_db
-    store = store_for(engine)
-    bus = MemoryBus()
-    emit_events(bus, 6, tenant=TENANT_A)
-    consume_all(bus, store, 6)
+    store = recorded(engine, 6)
     assert store.verify().ok
 
     tamper(
@@ -174,10 +177,7 @@ def test_a_rewritten_chain_is_caught_by_the_signed_checkpoint(
 ) -> None:
     """An attacker who recomputes every hash after the change still fails verification."""
     _, engine = audit_db
-    store = store_for(engine, every=5)
-    bus = MemoryBus()
-    emit_events(bus, 5, tenant=TENANT_A)
-    consume_all(bus, store, 5)
+    store = recorded(engine, 5, every=5)
     from cityos_support.audit.chain import content_hash, link_hash
 
     with engine.connect() as connection:
@@ -206,10 +206,7 @@ def test_a_rewritten_chain_is_caught_by_the_signed_checkpoint(
 @pytest.mark.postgres
 def test_deleted_tail_records_are_detected(audit_db: tuple[str, Engine]) -> None:
     _, engine = audit_db
-    store = store_for(engine)
-    bus = MemoryBus()
-    emit_events(bus, 4, tenant=TENANT_A)
-    consume_all(bus, store, 4)
+    store = recorded(engine, 4)
     tamper(engine, "DELETE FROM support_audit_records WHERE seq = 4")
     report = store.verify()
     assert not report.ok
@@ -219,9 +216,7 @@ def test_deleted_tail_records_are_detected(audit_db: tuple[str, Engine]) -> None
 @pytest.mark.postgres
 def test_checkpoints_signed_with_another_key_do_not_verify(audit_db: tuple[str, Engine]) -> None:
     _, engine = audit_db
-    bus = MemoryBus()
-    emit_events(bus, 3, tenant=TENANT_A)
-    consume_all(bus, store_for(engine, every=3, seed=os.urandom(32)), 3)
+    recorded(engine, 3, every=3, seed=os.urandom(32))
     report = store_for(engine).verify()
     assert not report.ok
     assert "signature" in report.breaks[0].reason
@@ -230,10 +225,7 @@ def test_checkpoints_signed_with_another_key_do_not_verify(audit_db: tuple[str, 
 @pytest.mark.postgres
 def test_the_checkpoint_service_signs_chains_that_moved(audit_db: tuple[str, Engine]) -> None:
     _, engine = audit_db
-    store = store_for(engine)
-    bus = MemoryBus()
-    emit_events(bus, 2, tenant=TENANT_A)
-    consume_all(bus, store, 2)
+    store = recorded(engine, 2)
     service = CheckpointService(store, interval=0.05)
     service.start()
     try:

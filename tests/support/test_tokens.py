@@ -131,3 +131,13 @@ def test_cached_keys_keep_working_while_the_issuer_is_down(oidc_issuer: Loopback
     oidc_issuer.rotate()
     with pytest.raises(IssuerUnavailableError):
         validator.validate(oidc_issuer.token())  # a new key cannot be fetched
+
+
+def test_a_cached_token_still_expires(oidc_issuer: LoopbackIssuer) -> None:
+    validator = TokenValidator(JwksCache(oidc_issuer.url), audience=AUDIENCE, leeway_seconds=0)
+    token = oidc_issuer.token(lifetime=1)
+    identity = validator.validate(token)
+    assert validator.validate(token) is identity  # the second time, from the cache
+    time.sleep(2.1)
+    with pytest.raises(TokenError, match="expired"):
+        validator.validate(token)

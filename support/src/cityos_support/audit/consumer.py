@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from typing import cast
 
@@ -13,6 +12,7 @@ from cityos_kernel.events.payloads import AuditEventV1
 from cityos_kernel.events.topics import AUDIT
 from cityos_support.audit.store import AuditStore
 from cityos_support.monitoring.metrics import AUDIT_RECORDS
+from cityos_support.periodic import PeriodicService
 
 logger = logging.getLogger(__name__)
 
@@ -36,33 +36,17 @@ def audit_consumer(store: AuditStore, *, group: str = AUDIT_GROUP) -> ConsumerSp
     )
 
 
-class CheckpointService:
+class CheckpointService(PeriodicService):
     """Signs a checkpoint of every chain that moved, every ``interval`` seconds."""
 
     name = "audit-checkpoints"
 
     def __init__(self, store: AuditStore, *, interval: float) -> None:
+        super().__init__(interval=interval)
         self._store = store
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                signed = self._store.checkpoint_moved_chains()
-                if signed:
-                    logger.info("audit: signed %d checkpoint(s)", signed)
-            except Exception:
-                logger.exception("audit: checkpointing failed; will retry")
+    def run_once(self) -> int:
+        signed = self._store.checkpoint_moved_chains()
+        if signed:
+            logger.info("audit: signed %d checkpoint(s)", signed)
+        return signed

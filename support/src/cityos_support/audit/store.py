@@ -20,6 +20,7 @@ from cityos_kernel.events.envelope import Envelope
 from cityos_kernel.events.payloads import AuditEventV1
 from cityos_support.audit.chain import (
     GENESIS,
+    HASHED_FIELDS,
     ChainBreak,
     Checkpoint,
     StoredRecord,
@@ -31,22 +32,6 @@ from cityos_support.audit.signing import CheckpointSigner
 from cityos_support.audit.tables import audit_checkpoints, audit_heads, audit_records
 
 logger = logging.getLogger(__name__)
-
-_FIELD_COLUMNS = (
-    "tenant",
-    "seq",
-    "event_id",
-    "event_time",
-    "recorded_at",
-    "source",
-    "subject",
-    "client",
-    "action",
-    "target",
-    "outcome",
-    "correlation_id",
-    "details",
-)
 
 
 @dataclass(frozen=True)
@@ -270,7 +255,7 @@ class AuditStore:
 
 def _stored(mapping: Any) -> StoredRecord:
     return StoredRecord(
-        fields={name: mapping[name] for name in _FIELD_COLUMNS},
+        fields={name: mapping[name] for name in HASHED_FIELDS},
         content_hash=mapping["content_hash"],
         previous_hash=mapping["previous_hash"],
         record_hash=mapping["record_hash"],
