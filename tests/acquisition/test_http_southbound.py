@@ -76,8 +76,9 @@ def test_autoprovisioned_device_takes_the_group_entity_type(
 
 
 def test_rejected_inputs_are_dead_lettered_with_reason_and_counted(
-    acquisition_app: AcquisitionApp,
+    any_store_app: AcquisitionApp,
 ) -> None:
+    acquisition_app = any_store_app
     provision(acquisition_app, autoprovision=False)
     client = acquisition_app.client
     before = dead_letters("http", "unknown_device")
@@ -105,3 +106,19 @@ def test_rejected_inputs_are_dead_lettered_with_reason_and_counted(
     assert (
         client.get("/iot/d", params={"k": APIKEY, "i": "motion001", "d": "c|3"}).status_code == 200
     )
+
+
+def test_a_changed_mapping_applies_to_the_next_message(any_store_app: AcquisitionApp) -> None:
+    provision(any_store_app)
+    client = any_store_app.client
+    params = {"k": APIKEY, "i": "motion001", "d": "c|2"}
+    assert client.get("/iot/d", params=params).status_code == 200
+    changed = {"attributes": [{"object_id": "c", "name": "count", "type": "Integer",
+                               "expression": "c * 10"}]}  # fmt: skip
+    assert client.put("/iot/devices/motion001", json=changed, headers=OPENIOT).status_code == 204
+    assert client.get("/iot/d", params=params).status_code == 200
+    counts = [
+        {a.name: a.value for a in o.attributes}["count"]
+        for o in any_store_app.payloads(OBSERVATIONS.name)
+    ]
+    assert counts == [2, 20]

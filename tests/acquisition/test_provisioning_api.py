@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cityos_kernel.events.topics import DEVICES
-from tests.fixtures.acquisition import AcquisitionApp, make_acquisition_app
+from tests.fixtures.acquisition import AcquisitionApp
 
 OPENIOT = {"Fiware-Service": "openiot", "Fiware-ServicePath": "/"}
 
@@ -53,16 +52,8 @@ SMART_LAMP = {
 }
 
 
-@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
-def app(request: pytest.FixtureRequest) -> Iterator[AcquisitionApp]:
-    """The API on the in-memory registry and on PostgreSQL (migrated with Alembic)."""
-    url = request.getfixturevalue("database_url") if request.param == "postgres" else None
-    built = make_acquisition_app(url)
-    with built.client:
-        yield built
-
-
-def test_groups_create_list_update_delete(app: AcquisitionApp) -> None:
+def test_groups_create_list_update_delete(any_store_app: AcquisitionApp) -> None:
+    app = any_store_app
     client = app.client
     assert client.post("/iot/groups", json=SERVICE_GROUP, headers=OPENIOT).status_code == 201
     again = client.post("/iot/groups", json=SERVICE_GROUP, headers=OPENIOT)
@@ -83,7 +74,8 @@ def test_groups_create_list_update_delete(app: AcquisitionApp) -> None:
     assert missing.status_code == 404
 
 
-def test_devices_lifecycle_publishes_device_events(app: AcquisitionApp) -> None:
+def test_devices_lifecycle_publishes_device_events(any_store_app: AcquisitionApp) -> None:
+    app = any_store_app
     client = app.client
     assert client.post("/iot/devices", json=MOTION_SENSOR, headers=OPENIOT).status_code == 201
     assert client.post("/iot/devices", json=SMART_LAMP, headers=OPENIOT).status_code == 201
@@ -113,7 +105,8 @@ def test_devices_lifecycle_publishes_device_events(app: AcquisitionApp) -> None:
     assert provisioned.device["entity_id"] == "urn:ngsi-ld:Lamp:001"
 
 
-def test_tenancy_headers(app: AcquisitionApp) -> None:
+def test_tenancy_headers(any_store_app: AcquisitionApp) -> None:
+    app = any_store_app
     client = app.client
     ngsild = {"NGSILD-Tenant": "urn:ngsi-ld:tenant:sevilla"}
     assert client.post("/iot/devices", json=MOTION_SENSOR, headers=ngsild).status_code == 201
