@@ -220,3 +220,10 @@ def test_an_auditor_sees_only_the_tenants_of_the_token(
         "/support/audit/records", headers=auditor_a, params={"tenant": TENANT_B}
     )
     assert refused.status_code == 403
+
+
+@pytest.mark.postgres
+def test_metrics_show_the_database_pool(admin_client: TestClient) -> None:
+    metrics = admin_client.get("/metrics").text
+    assert 'cityos_db_pool_connections{owner="support",state="size"} 5.0' in metrics
+    assert 'cityos_db_pool_connections{owner="support",state="checked_out"}' in metrics

@@ -33,6 +33,7 @@ from cityos_support.config.live import LiveValue
 from cityos_support.config.repository import ConfigRepository
 from cityos_support.config.router import admin_page_router, admin_router
 from cityos_support.monitoring.indicators import Indicators
+from cityos_support.monitoring.metrics import DB_POOLS
 from cityos_support.monitoring.notifiers import Dispatcher, SmtpConfig
 from cityos_support.monitoring.router import monitoring_router
 from cityos_support.monitoring.rules import WARNING_RULES_KEY
@@ -95,6 +96,7 @@ class SupportLayer:
             engine = create_engine(
                 sqlalchemy_url(context.database_url), pool_size=5, pool_pre_ping=True
             )
+            DB_POOLS.track("support", engine)
             self.repository = ConfigRepository(engine)
             self.audit_store = AuditStore(
                 engine, signer, checkpoint_every=settings.audit_checkpoint_every

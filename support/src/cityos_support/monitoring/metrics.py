@@ -2,12 +2,18 @@
 
 Defined once here (a metric may be registered only once per process): the interoperability
 layer counts notification deliveries per endpoint, and whoever can measure consumer lag
-(the bus adapter or a lag exporter) sets the lag gauge.
+(the bus adapter or a lag exporter) sets the lag gauge, and every layer that owns a
+database engine shows its pool with ``DB_POOLS.track("knowledge", engine)``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+import weakref
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import Engine
 
 NOTIFICATIONS = Counter(
     "cityos_notifications_total",
@@ -21,3 +27,47 @@ DEAD_LETTERS_SEEN = Counter(
     "cityos_dead_letters_seen_total", "Dead letters received by the support layer", ["topic"]
 )
 AUDIT_RECORDS = Counter("cityos_audit_records_total", "Audit events recorded in the chain")
+
+
+class PoolCollector:
+    """``cityos_db_pool_connections{owner,state}``: the SQLAlchemy pools a process tracks.
+
+    Read at scrape time (no pool events): ``checked_out`` connections in use, ``idle`` ones
+    kept open, and the pool's configured ``size``.
+    """
+
+    def __init__(self) -> None:
+        self._engines: dict[str, weakref.ref[Engine]] = {}
+
+    def track(self, owner: str, engine: Engine) -> None:
+        self._engines[owner] = weakref.ref(engine)
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for owner, reference in sorted(self._engines.items()):
+            engine = reference()
+            if engine is None:
+                continue
+            pool = engine.pool
+            for state, reader in (
+                ("checked_out", "checkedout"),
+                ("idle", "checkedin"),
+                ("size", "size"),
+            ):
+                value = getattr(pool, reader, None)
+                if callable(value):
+                    family.add_metric([owner, state], float(value()))
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "cityos_db_pool_connections", "Database pool connections", labels=["owner", "state"]
+        )
+
+
+DB_POOLS = PoolCollector()
+REGISTRY.register(DB_POOLS)
