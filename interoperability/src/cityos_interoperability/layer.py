@@ -78,6 +78,7 @@ def build_services(settings: InteroperabilitySettings, database_url: str | None)
         ttl_seconds=settings.context_cache_seconds,
         max_bytes=settings.context_max_bytes,
         hosted=hosted.lookup_url if hosted is not None else None,
+        url_map=settings.context_url_map,
     )
     resolver = ContextResolver(loader, core_context_url(settings.core_context_version))
     return ApiServices(

@@ -33,6 +33,11 @@ class InteroperabilitySettings(CityosSettings):
     context_max_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest remote @context document accepted."
     )
+    context_url_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: @context URLs starting with a key are fetched from the value "
+        "instead (a local mirror); the URL itself stays the context's name.",
+    )
     default_page_size: int = Field(default=20, ge=1, description="Query results per page.")
     max_page_size: int = Field(
         default=1000, ge=1, description="Largest `limit` a query may ask for (else 403)."

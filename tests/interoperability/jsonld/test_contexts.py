@@ -157,3 +157,22 @@ def test_retrieved_but_invalid_context_is_bad_request_data(
 def test_invalid_inline_context_is_bad_request_data() -> None:
     with pytest.raises(BadRequestDataError):
         resolver().resolve({"x": {"@id": 5}})
+
+
+def test_mapped_context_url_is_fetched_from_its_mirror(context_server: ContextServer) -> None:
+    context_server.documents["/mirror/ctx.jsonld"] = b'{"@context": {"a": "https://ex.org/a"}}'
+    published = "https://contexts.example.org/published/ctx.jsonld"
+    loader = ContextDocumentLoader(
+        url_map={"https://contexts.example.org/published/": context_server.base + "/mirror/"}
+    )
+    terms = ContextResolver(loader, core_context_url("1.8")).resolve(published)
+    assert terms.expand("a") == "https://ex.org/a"
+    assert context_server.hits["/mirror/ctx.jsonld"] == 1
+    assert loader.cached_urls() == [published]
+
+
+def test_scoped_context_in_a_user_context_is_refused() -> None:
+    with pytest.raises(BadRequestDataError):
+        resolver().resolve(
+            {"a": {"@id": "https://ex.org/a", "@context": {"b": "https://ex.org/b"}}}
+        )

@@ -175,6 +175,27 @@ def test_geojson_feature(terms: TermMap) -> None:
             "speed": {"value": 1, "observedAt": "yesterday"},
         },
         ["not", "an", "object"],
+        {"id": "urn:ngsi-ld:V:\u200b1", "type": "Vehicle"},
+        {"id": "urn:ngsi-ld:V:\u3164", "type": "Vehicle"},
+        {"id": "urn:ngsi-ld:V:1", "type": "1Vehicle"},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "observedAt": {"value": 1}},
+        {
+            "id": "urn:ngsi-ld:V:1",
+            "type": "Vehicle",
+            "a": {"type": "Property", "object": "urn:x:1"},
+        },
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "a": {"value": 1, "previousValue": 0}},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "a": {"object": "urn:x:1", "unitCode": "M"}},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "a": {"type": "JsonProperty", "json": 3}},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "a": {"value": {"b": None}}},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "a": {"value": "urn:ngsi-ld:null"}},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "location": {"value": 1}},
+        {"id": "urn:ngsi-ld:V:1", "type": "Vehicle", "a": {"value": 1, "@context": {}}},
+        {
+            "id": "urn:ngsi-ld:V:1",
+            "type": "Vehicle",
+            "a": {"value": 1, "observedAt": "2024-01-01T00:00:00+01:00"},
+        },
     ],
 )
 def test_invalid_entities_are_bad_request_data(terms: TermMap, entity: Any) -> None:
@@ -230,3 +251,15 @@ def test_partial_fragment_needs_no_main_member(terms: TermMap) -> None:
     assert fragment == {"type": "Property", "observedAt": "2024-01-01T00:00:00Z"}
     with pytest.raises(BadRequestDataError):
         Expander(terms).attribute({"type": "Property"}, "speed")
+
+
+def test_string_geometry_and_explicit_default_dataset_are_accepted(terms: TermMap) -> None:
+    entity = {
+        "id": "urn:ngsi-ld:Vehicle:A9",
+        "type": "Vehicle",
+        "location": {"type": "GeoProperty", "value": '{"type": "Point", "coordinates": [1, 2]}'},
+        "speed": {"value": 1, "datasetId": "@none"},
+    }
+    expanded = Expander(terms).entity(entity)
+    assert expanded[NGSI_LD + "location"]["value"] == {"type": "Point", "coordinates": [1, 2]}
+    assert "datasetId" not in expanded[DEFAULT + "speed"]

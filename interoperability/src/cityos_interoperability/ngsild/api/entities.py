@@ -9,6 +9,7 @@ expand the body with the request's @context, call the knowledge facade in a work
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -53,6 +54,8 @@ MERGE_BODY = {
 }
 
 READ = [Depends(require("entities:read"))]
+#: Characters a URI keeps unescaped in a Location header.
+URI_SAFE = ":/?#[]@!$&'()*+,;=-._~"
 WRITE = [Depends(require("entities:write"))]
 
 
@@ -74,9 +77,8 @@ def build(services: ApiServices) -> APIRouter:
         terms = await services.terms(document.context)
         entity = Expander(terms).entity(document.body)
         await run_in_threadpool(facade_of(services).create_entity, tenant, entity)
-        return Response(
-            status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{entity['id']}"}
-        )
+        location = "/ngsi-ld/v1/entities/" + quote(entity["id"], safe=URI_SAFE)
+        return Response(status_code=201, headers={"Location": location})
 
     @router.get("/entities", operation_id="queryEntities", dependencies=READ)
     async def query_entities(

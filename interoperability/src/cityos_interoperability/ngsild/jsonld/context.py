@@ -128,6 +128,11 @@ class ContextResolver:
         for item in _as_list(user_context):
             if not isinstance(item, str | dict):
                 raise BadRequestDataError("@context members must be URLs or JSON objects")
+            if isinstance(item, dict) and any(
+                isinstance(definition, dict) and "@context" in definition
+                for definition in item.values()
+            ):
+                raise BadRequestDataError("scoped contexts are not allowed in a user @context")
         items = self._items(user_context)
         key = orjson.dumps(items, option=orjson.OPT_SORT_KEYS)
         with self._lock:

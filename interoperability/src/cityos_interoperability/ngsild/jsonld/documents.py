@@ -91,12 +91,15 @@ class ContextDocumentLoader:
         max_bytes: int = 1_000_000,
         max_entries: int = 1024,
         hosted: HostedContextLookup | None = None,
+        url_map: Mapping[str, str] | None = None,
     ) -> None:
         self._timeout = timeout_seconds
         self._ttl = ttl_seconds
         self._max_bytes = max_bytes
         self._max_entries = max_entries
         self._hosted = hosted
+        # Longest prefix first: a URL is fetched from its mirror, cached under its own name.
+        self._url_map = sorted((url_map or {}).items(), key=lambda item: -len(item[0]))
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
         self._client = httpx.Client(
@@ -152,12 +155,19 @@ class ContextDocumentLoader:
         self.evict(url)
         return self.load(url)
 
+    def _source(self, url: str) -> str:
+        for prefix, replacement in self._url_map:
+            if url.startswith(prefix):
+                return replacement + url[len(prefix) :]
+        return url
+
     def _fetch(self, url: str) -> dict[str, Any]:
-        if not url.startswith(("http://", "https://")):
+        source = self._source(url)
+        if not source.startswith(("http://", "https://")):
             raise LdContextNotAvailableError(f"@context {url!r} is not an http(s) URL")
         try:
             with self._client.stream(
-                "GET", url, headers={"Accept": "application/ld+json, application/json"}
+                "GET", source, headers={"Accept": "application/ld+json, application/json"}
             ) as response:
                 if response.status_code != 200:
                     raise LdContextNotAvailableError(

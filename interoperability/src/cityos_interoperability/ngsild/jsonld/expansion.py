@@ -16,6 +16,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from cityos_interoperability.ngsild.errors import BadRequestDataError
 from cityos_interoperability.ngsild.jsonld.context import TermMap
 
@@ -72,6 +74,30 @@ GEOJSON_GEOMETRIES = frozenset(
 )
 GEOJSON_COLLECTION = "GeometryCollection"
 
+#: Core terms that are members of an attribute, never attribute names themselves (4.5.1).
+RESERVED_ATTRIBUTE_NAMES = ATTRIBUTE_MEMBERS - {"type"}
+#: Core attributes that must be GeoProperties.
+GEO_ATTRIBUTES = frozenset(
+    {
+        "https://uri.etsi.org/ngsi-ld/location",
+        "https://uri.etsi.org/ngsi-ld/observationSpace",
+        "https://uri.etsi.org/ngsi-ld/operationSpace",
+    }
+)
+#: Members only allowed inside an ``ngsildproof``.
+SEALED_MEMBERS = frozenset({"entityIdSealed", "entityTypeSealed"})
+OUTPUT_ONLY_MEMBERS = frozenset(
+    {
+        "previousValue",
+        "previousObject",
+        "previousLanguageMap",
+        "previousVocab",
+        "previousJson",
+        "previousValueList",
+        "previousObjectList",
+    }
+)
+
 #: The JSON-LD null of NGSI-LD merge-patch (5.5.10: delete this attribute).
 NGSI_LD_NULL = "urn:ngsi-ld:null"
 
@@ -81,19 +107,45 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
 _SCOPE = re.compile(r"^/[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$|^/$")
 
 
+# Invisible characters that pass str.isprintable() but make two ids look the same.
+_INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _visible(text: str) -> bool:
+    return all(
+        char.isprintable()
+        and char not in _INVISIBLE
+        and not "\ufe00" <= char <= "\ufe0f"
+        and not "\U000e0100" <= char <= "\U000e01ef"
+        for char in text
+    )
+
+
 def is_uri(value: object) -> bool:
-    return isinstance(value, str) and bool(_URI.match(value))
+    return isinstance(value, str) and bool(_URI.match(value)) and _visible(value)
 
 
 def check_name(name: object, where: str) -> str:
-    if not isinstance(name, str) or not name or _FORBIDDEN_NAME.search(name):
+    if not isinstance(name, str) or not name or _FORBIDDEN_NAME.search(name) or not _visible(name):
         raise BadRequestDataError(f"{where}: {name!r} is not a valid NGSI-LD name")
     return name
 
 
+def check_type_name(name: object, where: str) -> str:
+    """An entity type: a name that does not start with a digit, or an IRI."""
+    check_name(name, where)
+    assert isinstance(name, str)
+    if name[0].isdigit():
+        raise BadRequestDataError(f"{where}: {name!r} starts with a digit")
+    return name
+
+
 def check_datetime(value: object, where: str) -> str:
+    """An ISO 8601 date-time in UTC ending with ``Z`` (4.6.3)."""
     if not isinstance(value, str):
         raise BadRequestDataError(f"{where} must be an ISO 8601 date-time string")
+    if not value.endswith("Z"):
+        raise BadRequestDataError(f"{where}: {value!r} must be in UTC and end with 'Z'")
     try:
         datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -106,13 +158,6 @@ def check_geometry(value: object, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequestDataError(f"{where}: a GeoProperty value must be a GeoJSON geometry")
     kind = value.get("type")
-    if kind == GEOJSON_COLLECTION:
-        geometries = value.get("geometries")
-        if not isinstance(geometries, list):
-            raise BadRequestDataError(f"{where}: GeometryCollection needs a geometries array")
-        for index, item in enumerate(geometries):
-            check_geometry(item, f"{where}.geometries[{index}]")
-        return value
     if kind not in GEOJSON_GEOMETRIES:
         raise BadRequestDataError(f"{where}: {kind!r} is not a GeoJSON geometry type")
     depth = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2}
@@ -207,8 +252,19 @@ class Expander:
         for name, value in body.items():
             if name in ENTITY_MEMBERS or name in {"@id", "@type"}:
                 continue
-            expanded[self.name(name)] = self.attribute_value(value, name)
+            iri = self.name(name)
+            expanded[iri] = self._checked(iri, name, self.attribute_value(value, name))
         return expanded
+
+    @staticmethod
+    def _checked(iri: str, name: str, value: dict[str, Any] | list[dict[str, Any]]) -> Any:
+        """Rules tied to one core attribute: geo attributes, proofs."""
+        for instance in value if isinstance(value, list) else [value]:
+            if iri in GEO_ATTRIBUTES and instance.get("type") != "GeoProperty":
+                raise BadRequestDataError(f"{name} must be a GeoProperty")
+            if iri.endswith("/ngsildproof") and not isinstance(instance.get("value"), dict):
+                raise BadRequestDataError("ngsildproof must hold an object")
+        return value
 
     def fragment(self, body: object) -> dict[str, Any]:
         """Attributes to append or update (``id``/``type`` allowed and checked, not kept)."""
@@ -224,16 +280,21 @@ class Expander:
             if name == "scope":
                 expanded["scope"] = scopes(value)
                 continue
-            expanded[self.name(name)] = self.attribute_value(value, name)
+            iri = self.name(name)
+            expanded[iri] = self._checked(iri, name, self.attribute_value(value, name))
         return expanded
 
     def types(self, types: object) -> list[str]:
         values = types if isinstance(types, list) else [types]
         if not values:
             raise BadRequestDataError("an entity needs at least one type")
-        return [self.terms.expand(check_name(item, "entity type")) for item in values]
+        return [self.terms.expand(check_type_name(item, "entity type")) for item in values]
 
     def name(self, name: str) -> str:
+        if name in RESERVED_ATTRIBUTE_NAMES or name in SEALED_MEMBERS:
+            raise BadRequestDataError(f"{name!r} is a core member, not an attribute name")
+        if name == "@context":
+            raise BadRequestDataError("@context belongs at the top of the body only")
         return self.terms.expand(check_name(name, "attribute name"))
 
     def attribute_value(self, value: object, where: str) -> dict[str, Any] | list[dict[str, Any]]:
@@ -256,6 +317,7 @@ class Expander:
             raise BadRequestDataError(f"{where}: {kind!r} is not an NGSI-LD attribute type")
         assert isinstance(kind, str)
         main = MAIN_MEMBER[kind]
+        _check_members(attribute, kind, where)
         expanded: dict[str, Any] = {"type": kind}
         if main in attribute:
             expanded[main] = self._main_value(kind, attribute[main], where)
@@ -271,6 +333,8 @@ class Expander:
                     raise BadRequestDataError(f"{where}.unitCode must be a string")
                 expanded[member] = member_value
             elif member == "datasetId":
+                if member_value == "@none":
+                    continue  # the default instance, spelled out
                 if not is_uri(member_value):
                     raise BadRequestDataError(f"{where}.datasetId must be a URI")
                 expanded[member] = member_value
@@ -284,24 +348,36 @@ class Expander:
         return expanded
 
     def _main_value(self, kind: str, value: object, where: str) -> Any:
-        if value is None:
+        if value is None or (value == NGSI_LD_NULL and not self.partial):
             raise BadRequestDataError(f"{where}: the {MAIN_MEMBER[kind]} cannot be null")
+        if _contains_null(value):
+            raise BadRequestDataError(f"{where}: a value cannot contain null")
         if kind == "Relationship":
             objects = value if isinstance(value, list) else [value]
             if not objects or not all(is_uri(item) for item in objects):
                 raise BadRequestDataError(f"{where}: a Relationship's object must be URI(s)")
             return value
         if kind == "ListRelationship":
-            if not isinstance(value, list):
-                raise BadRequestDataError(f"{where}: objectList must be an array")
-            return value
+            if not isinstance(value, list) or not all(
+                is_uri(item) or (isinstance(item, dict) and is_uri(item.get("object")))
+                for item in value
+            ):
+                raise BadRequestDataError(f"{where}: objectList must be an array of URIs")
+            return [item["object"] if isinstance(item, dict) else item for item in value]
         if kind == "GeoProperty":
             if value == NGSI_LD_NULL:
                 return value
+            if isinstance(value, str):
+                try:
+                    value = orjson.loads(value)
+                except orjson.JSONDecodeError as exc:
+                    raise BadRequestDataError(f"{where}: not a GeoJSON geometry") from exc
             return check_geometry(value, where)
+        if kind == "JsonProperty" and not isinstance(value, dict | list):
+            raise BadRequestDataError(f"{where}: json must be an object or an array")
         if kind == "LanguageProperty":
             if not isinstance(value, dict) or not all(
-                isinstance(text, str | list) for text in value.values()
+                isinstance(text, str | list) and tag for tag, text in value.items()
             ):
                 raise BadRequestDataError(f"{where}: languageMap must map language tags to strings")
             return value
@@ -312,6 +388,32 @@ class Expander:
         if kind == "ListProperty" and not isinstance(value, list):
             raise BadRequestDataError(f"{where}: valueList must be an array")
         return value
+
+
+def _contains_null(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_contains_null(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_contains_null(item) for item in value)
+    return False
+
+
+def _check_members(attribute: dict[str, Any], kind: str, where: str) -> None:
+    """Members another attribute type owns, output-only members and misplaced seals: 400."""
+    own = MAIN_MEMBER[kind]
+    for member in attribute:
+        if member in MAIN_MEMBER.values() and member != own:
+            raise BadRequestDataError(f"{where}: a {kind} cannot have {member!r}")
+        if member in OUTPUT_ONLY_MEMBERS:
+            raise BadRequestDataError(f"{where}: {member!r} is output only")
+        if member in SEALED_MEMBERS:
+            raise BadRequestDataError(f"{where}: {member!r} belongs inside ngsildproof")
+        if member == "@context":
+            raise BadRequestDataError(f"{where}: @context belongs at the top of the body only")
+    if kind in {"Relationship", "ListRelationship", "JsonProperty"} and "unitCode" in attribute:
+        raise BadRequestDataError(f"{where}: a {kind} has no unitCode")
 
 
 def scopes(value: object) -> list[str]:
