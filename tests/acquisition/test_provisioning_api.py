@@ -134,3 +134,31 @@ def test_invalid_devices_are_refused(
 def test_about_is_open(acquisition_app: AcquisitionApp) -> None:
     about = acquisition_app.client.get("/iot/about").json()
     assert "PDI-IoTA-UltraLight" in about["protocols"]
+
+
+def test_lorawan_iot_agent_device_shape_is_understood(acquisition_app: AcquisitionApp) -> None:
+    """A device as the LoRaWAN IoT Agent documents it (internal_attributes.lorawan)."""
+    device = {
+        "device_id": "lora-n-003",
+        "entity_name": "LORA-N-003",
+        "entity_type": "LoraDevice",
+        "attributes": [{"object_id": "temperature_1", "name": "temperature", "type": "Number"}],
+        "internal_attributes": {
+            "lorawan": {
+                "application_server": {"host": "eu.thethings.network", "provider": "TTN"},
+                "dev_eui": "3339343771356214",
+                "app_eui": "70B3D57ED0000AC0",
+                "application_id": "ari_ioe_app_demo1",
+                "application_key": "9BE6B8EF16415B5F6ED4FBEAFE695C49",
+                "data_model": "cayennelpp",
+            }
+        },
+    }
+    client = acquisition_app.client
+    assert client.post("/iot/devices", json={"devices": [device]}).status_code == 201
+    record = acquisition_app.wired.registry.store.device_by_dev_eui("3339343771356214")
+    assert record is not None
+    profile = acquisition_app.wired.registry.profile(record)
+    assert profile.data_model == "cayennelpp"
+    assert profile.lorawan["provider"] == "ttn"
+    assert profile.lorawan["application_id"] == "ari_ioe_app_demo1"

@@ -174,7 +174,14 @@ class HealthMonitor:
     # -- service ----------------------------------------------------------------------------
     def start(self) -> None:
         started = self._clock()
-        for record in self._registry.store.all_devices():
+        try:
+            records = self._registry.store.all_devices()
+        except Exception:
+            # A registry that cannot be read now must not stop the platform; devices are
+            # watched from their first message on.
+            logger.exception("cannot list devices to watch; watching active devices only")
+            records = []
+        for record in records:
             try:
                 self.watch(self._registry.profile(record), started)
             except Exception:

@@ -77,6 +77,16 @@ class LorawanIn(_Document):
     provider: str | None = Field(default=None, description="chirpstack or tts")
     data_model: str = "application_server"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_from_application_server(cls, data: Any) -> Any:
+        """The LoRaWAN IoT Agent nests the provider: ``application_server.provider``."""
+        if isinstance(data, dict) and not data.get("provider"):
+            server = data.get("application_server")
+            if isinstance(server, dict) and server.get("provider"):
+                return {**data, "provider": str(server["provider"]).lower()}
+        return data
+
     @field_validator("dev_eui")
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
