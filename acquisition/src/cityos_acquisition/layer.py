@@ -21,7 +21,7 @@ from cityos_acquisition.commands.pending import PendingCommands
 from cityos_acquisition.health.monitor import HealthMonitor
 from cityos_acquisition.ingest.pipeline import IngestPipeline
 from cityos_acquisition.registry.postgres import PostgresRegistryStore
-from cityos_acquisition.registry.service import Registry
+from cityos_acquisition.registry.service import Registry, cache_invalidation_consumer
 from cityos_acquisition.registry.store import MemoryRegistryStore, RegistryStore
 from cityos_acquisition.settings import AcquisitionSettings
 from cityos_acquisition.transports.mqtt import MqttIngestService
@@ -91,6 +91,7 @@ def build_parts(
         parts.readiness.append(ReadinessCheck("acquisition-mqtt", mqtt.check))
     dispatcher = CommandDispatcher(registry, bus, pending, mqtt.send if mqtt else None)
     parts.consumers.append(command_consumer(dispatcher))
+    parts.consumers.append(cache_invalidation_consumer(registry, settings.mqtt_client_id))
     return AcquisitionParts(registry, pipeline, pending, parts, health, dispatcher, mqtt)
 
 

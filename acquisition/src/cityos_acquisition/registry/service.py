@@ -27,6 +27,7 @@ from cityos_acquisition.registry.records import (
 )
 from cityos_acquisition.registry.schemas import DeviceIn, GroupIn
 from cityos_acquisition.registry.store import RegistryStore
+from cityos_kernel.bus.consumer import ConsumerSpec, Message
 from cityos_kernel.bus.port import Bus, Record
 from cityos_kernel.events.payloads import DeviceEventV1
 from cityos_kernel.events.topics import DEVICES
@@ -34,6 +35,8 @@ from cityos_kernel.events.topics import DEVICES
 logger = logging.getLogger(__name__)
 
 SOURCE = "acquisition:registry"
+#: Device events that change what a lookup returns.
+CHANGES = frozenset({"provisioned", "updated", "deleted"})
 DeviceEventKind = str
 
 
@@ -288,3 +291,19 @@ class Registry:
                 if device_entity_id(profile) == entity_id:
                     return profile
         return None
+
+
+def cache_invalidation_consumer(registry: Registry, replica: str) -> ConsumerSpec:
+    """Clears this process's cache when any process announces a device change.
+
+    The group is per replica (named after its MQTT client id, which is unique per replica
+    anyway), so every replica hears every change.
+    """
+
+    def handle(batch: Sequence[Message]) -> None:
+        if any(message.envelope.payload.event in CHANGES for message in batch):  # type: ignore[attr-defined]
+            registry.invalidate()
+
+    return ConsumerSpec(
+        "acquisition-registry-cache", f"acquisition-registry-cache-{replica}", [DEVICES], handle
+    )
