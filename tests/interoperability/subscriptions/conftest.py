@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -153,11 +154,20 @@ def notifying_client(
 
     One per test module: tests keep apart by using entity types of their own.
     """
-    name = f"test_sub_{uuid.uuid4().hex[:16]}"
-    postgres_server.create_database(name, template=interop_template)
+    with platform_client(postgres_server, interop_template, NOTIFIER_ENVIRONMENT) as client:
+        yield client
+
+
+@contextmanager
+def platform_client(
+    postgres_server: EmbeddedPostgres, template: str, environment: dict[str, str]
+) -> Iterator[TestClient]:
+    """The started application on a fresh copy of ``template``, built with ``environment``."""
+    name = f"test_io_{uuid.uuid4().hex[:16]}"
+    postgres_server.create_database(name, template=template)
     try:
         with pytest.MonkeyPatch.context() as patch:
-            for variable, value in NOTIFIER_ENVIRONMENT.items():
+            for variable, value in environment.items():
                 patch.setenv(variable, value)
             platform = build_platform(
                 PlatformSettings(env="development", auth="off"),

@@ -11,6 +11,7 @@ from cityos_interoperability.ngsild.api import (
     discovery,
     entities,
     identity,
+    temporal,
 )
 from cityos_interoperability.ngsild.services import ApiServices
 
@@ -20,6 +21,6 @@ PREFIX = "/ngsi-ld/v1"
 def build_router(services: ApiServices) -> APIRouter:
     """The ``/ngsi-ld/v1`` router with every resource's routes."""
     router = APIRouter(prefix=PREFIX, route_class=services.route_class)
-    for module in (entities, attributes, batch, discovery, contexts, identity):
+    for module in (entities, attributes, batch, discovery, contexts, identity, temporal):
         router.include_router(module.build(services))
     return router

@@ -168,6 +168,8 @@ class ContextResolver:
             return jsonld.compact(document, {"@context": context}, options)
         except jsonld.JsonLdError as exc:
             raise _translate(exc) from exc
+        except ValueError as exc:  # pyld's IRI resolver, e.g. for an empty context URL
+            raise InvalidLdContextError(f"invalid JSON-LD @context: {exc}") from exc
 
 
 def _translate(exc: BaseException) -> NgsiLdError:

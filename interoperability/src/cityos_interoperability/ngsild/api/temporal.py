@@ -1,0 +1,490 @@
+"""The temporal API (GS CIM 009 5.6.11-5.6.16, 5.7.3-5.7.4; 6.18-6.24).
+
+``/temporal/entities`` (query, create or add instances), ``/temporal/entities/{entityId}``
+(retrieve, delete), its attributes and attribute instances, and
+``/temporal/entityOperations/query``. The knowledge facade filters, windows, samples
+(``lastN``) and aggregates in SQL; this module parses and expands the request, caps the
+instances per attribute with the spec's 206 / ``Content-Range`` answer
+(:mod:`cityos_interoperability.temporal.paging`) and compacts the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from cityos_interoperability.ngsild.api.common import (
+    AttrsParam,
+    FormatParam,
+    LangParam,
+    OmitParam,
+    OptionsParam,
+    PickParam,
+    check_entity_id,
+    entity_query,
+    expand_attrs,
+    facade_of,
+    request_terms,
+)
+from cityos_interoperability.ngsild.body import read_document
+from cityos_interoperability.ngsild.errors import BadRequestDataError
+from cityos_interoperability.ngsild.jsonld.context import TermMap
+from cityos_interoperability.ngsild.negotiation import (
+    JSON,
+    JSON_LD,
+    JSON_REPRESENTATIONS,
+    choose_representation,
+)
+from cityos_interoperability.ngsild.representation import parse_list
+from cityos_interoperability.ngsild.responses import json_response, no_content
+from cityos_interoperability.ngsild.services import ApiServices
+from cityos_interoperability.ngsild.tenant import TenantDep
+from cityos_interoperability.temporal.documents import (
+    TemporalCompactor,
+    TemporalFormat,
+    expand_instance,
+    expand_temporal_entity,
+    expand_temporal_fragment,
+)
+from cityos_interoperability.temporal.paging import TemporalPage, Window, paginate
+from cityos_knowledge.service import TemporalQuery, parse_temporal_query
+from cityos_support.security import require
+
+PATH = "/ngsi-ld/v1/temporal/entities"
+READ = [Depends(require("temporal:read"))]
+WRITE = [Depends(require("entities:write"))]
+
+TEMPORAL_BODY = {
+    "required": True,
+    "content": {
+        JSON: {"schema": {"type": "object", "required": ["id", "type"]}},
+        JSON_LD: {"schema": {"type": "object", "required": ["id", "type", "@context"]}},
+    },
+}
+OBJECT_BODY = {
+    "required": True,
+    "content": {media_type: {"schema": {"type": "object"}} for media_type in (JSON, JSON_LD)},
+}
+
+_FORMATS: dict[str, TemporalFormat] = {
+    "normalized": "normalized",
+    "concise": "normalized",
+    "temporalValues": "temporalValues",
+    "simplified": "temporalValues",
+    "keyValues": "temporalValues",
+    "aggregatedValues": "aggregatedValues",
+}
+_AGGREGATION = ("aggrMethods", "aggrPeriodDuration")
+#: Query parameters of which a Query Temporal Evolution needs at least one (5.7.4).
+_SELECTING = ("type", "attrs", "q", "georel", "scopeQ")
+
+TimerelParam = Annotated[str | None, Query(description="before | after | between")]
+InstantParam = Annotated[str | None, Query(description="ISO 8601 date-time")]
+LastNParam = Annotated[
+    str | None, Query(alias="lastN", description="Only the last N instances per attribute")
+]
+
+
+def temporal_parameters(
+    timerel: TimerelParam = None,
+    timeAt: InstantParam = None,  # noqa: N803
+    endTimeAt: InstantParam = None,  # noqa: N803
+    timeproperty: Annotated[
+        str | None, Query(description="observedAt | createdAt | modifiedAt")
+    ] = None,
+    lastN: LastNParam = None,  # noqa: N803
+    aggrMethods: Annotated[str | None, Query(description="totalCount, avg, max, …")] = None,  # noqa: N803
+    aggrPeriodDuration: Annotated[str | None, Query(description="ISO 8601 duration")] = None,  # noqa: N803
+) -> None:
+    """Declares the temporal query parameters (read by :func:`temporal_query`)."""
+
+
+TEMPORAL_READ = [*READ, Depends(temporal_parameters)]
+
+
+def temporal_format(options: str | None, format_: str | None) -> tuple[TemporalFormat, bool]:
+    """(representation, sysAttrs) from ``options``/``format`` (400 on unknown or several)."""
+    flags = {item.strip() for item in (options or "").split(",") if item.strip()}
+    unknown = flags - {*_FORMATS, "sysAttrs"}
+    if unknown:
+        raise BadRequestDataError(f"unknown options: {', '.join(sorted(unknown))}")
+    if format_ is not None and format_ not in _FORMATS:
+        raise BadRequestDataError(f"unknown format {format_!r}")
+    named = {format_} if format_ is not None else flags - {"sysAttrs"}
+    chosen = {_FORMATS[name] for name in named}
+    if len(chosen) > 1:
+        raise BadRequestDataError("options ask for more than one temporal representation")
+    return next(iter(chosen), "normalized"), "sysAttrs" in flags
+
+
+def temporal_query(parameters: Mapping[str, str], fmt: TemporalFormat) -> TemporalQuery:
+    """The facade's TemporalQuery; aggregation only for the aggregatedValues format."""
+    wanted = dict(parameters)
+    if fmt != "aggregatedValues":
+        for name in _AGGREGATION:
+            wanted.pop(name, None)
+    elif "aggrMethods" not in wanted:
+        raise BadRequestDataError("the aggregatedValues format needs aggrMethods")
+    return parse_temporal_query(wanted)
+
+
+def window_of(query: TemporalQuery) -> Window:
+    return Window(
+        timerel=query.timerel,
+        time_at=query.time_at,
+        end_time_at=query.end_time_at,
+        last_n=query.last_n,
+        timeproperty=query.timeproperty,
+    )
+
+
+def query_body_parameters(body: object) -> dict[str, str]:
+    """A Query body (5.2.23) with ``temporalQ`` as query-string parameters."""
+    if not isinstance(body, dict) or body.get("type") != "Query":
+        raise BadRequestDataError('the body must be a Query object ({"type": "Query", ...})')
+    selectors = body.get("entities") or []
+    if not isinstance(selectors, list) or not all(isinstance(s, dict) for s in selectors):
+        raise BadRequestDataError("entities must be an array of entity selectors")
+    geo = body.get("geoQ") or {}
+    temporal = body.get("temporalQ") or {}
+    attrs = body.get("attrs")
+    if not isinstance(geo, dict) or not isinstance(temporal, dict):
+        raise BadRequestDataError("geoQ and temporalQ must be objects")
+    if attrs is not None and not isinstance(attrs, list):
+        raise BadRequestDataError("attrs must be an array")
+    found: dict[str, Any] = {
+        "type": ",".join(str(s["type"]) for s in selectors if s.get("type")),
+        "id": ",".join(str(s["id"]) for s in selectors if s.get("id")),
+        "idPattern": "|".join(str(s["idPattern"]) for s in selectors if s.get("idPattern")),
+        "attrs": ",".join(str(a) for a in attrs or []),
+        "q": body.get("q"),
+        "scopeQ": body.get("scopeQ"),
+        **{name: geo.get(name) for name in ("georel", "geometry", "geoproperty")},
+        **{
+            name: temporal.get(name)
+            for name in ("timerel", "timeAt", "endTimeAt", "timeproperty", "lastN")
+        },
+    }
+    if geo.get("coordinates") is not None:
+        coordinates = geo["coordinates"]
+        found["coordinates"] = (
+            coordinates if isinstance(coordinates, str) else orjson.dumps(coordinates).decode()
+        )
+    return {name: str(value) for name, value in found.items() if value not in (None, "")}
+
+
+def build(services: ApiServices) -> APIRouter:
+    router = APIRouter(route_class=services.route_class, tags=["Temporal"])
+    settings = services.settings
+
+    def answer(
+        request: Request,
+        terms: TermMap,
+        page: TemporalPage,
+        compactor: TemporalCompactor,
+        *,
+        single: bool,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        media_type = choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
+        rendered = [compactor.entity(entity) for entity in page.entities]
+        all_headers = dict(headers or {})
+        if page.content_range is not None:
+            all_headers["Content-Range"] = page.content_range
+        return json_response(
+            rendered[0] if single else rendered,
+            media_type=media_type,
+            terms=terms,
+            status_code=206 if page.content_range is not None else 200,
+            headers=all_headers,
+        )
+
+    def cap(
+        entities: list[dict[str, Any]], fmt: TemporalFormat, query: TemporalQuery
+    ) -> TemporalPage:
+        if fmt == "aggregatedValues":
+            return TemporalPage(entities)
+        return paginate(entities, window_of(query), settings.temporal_max_instances, fmt)
+
+    async def run_query(
+        request: Request,
+        tenant: str | None,
+        parameters: Mapping[str, str],
+        terms: TermMap,
+        options: str | None,
+        format_: str | None,
+        local: bool,
+    ) -> Response:
+        choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
+        fmt, sys_attrs = temporal_format(options, format_)
+        if not local and not any(parameters.get(name) for name in _SELECTING):
+            raise BadRequestDataError(
+                "a temporal query needs at least one of type, attrs, q, geoQ or scopeQ"
+            )
+        query = entity_query(settings, parameters)
+        temporal = temporal_query(parameters, fmt)
+        facade = facade_of(services)
+        page = await run_in_threadpool(
+            lambda: facade.query_temporal(
+                tenant,
+                query,
+                temporal,
+                expand=terms.expand,
+                representation="temporalValues" if fmt == "temporalValues" else "normalized",
+                sys_attrs=sys_attrs or temporal.timeproperty != "observedAt",
+            )
+        )
+        compactor = TemporalCompactor(
+            terms,
+            fmt,
+            sys_attrs=sys_attrs,
+            pick=parse_list(parameters.get("pick"), "pick"),
+            omit=parse_list(parameters.get("omit"), "omit"),
+            lang=parameters.get("lang"),
+        )
+        headers = {}
+        if parameters.get("count") == "true" and page.count is not None:
+            headers["NGSILD-Results-Count"] = str(page.count)
+        return answer(
+            request,
+            terms,
+            cap(page.entities, fmt, temporal),
+            compactor,
+            single=False,
+            headers=headers,
+        )
+
+    @router.get(
+        "/temporal/entities", operation_id="queryTemporalEntities", dependencies=TEMPORAL_READ
+    )
+    async def query_temporal_entities(
+        request: Request,
+        tenant: TenantDep,
+        id: str | None = None,
+        idPattern: str | None = None,  # noqa: N803
+        type: str | None = None,
+        attrs: AttrsParam = None,
+        q: str | None = None,
+        scopeQ: str | None = None,  # noqa: N803
+        georel: str | None = None,
+        geometry: str | None = None,
+        coordinates: str | None = None,
+        geoproperty: str | None = None,
+        options: OptionsParam = None,
+        format: FormatParam = None,
+        pick: PickParam = None,
+        omit: OmitParam = None,
+        lang: LangParam = None,
+        limit: Annotated[int | None, Query(ge=0)] = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        count: bool = False,
+        local: bool = False,
+    ) -> Response:
+        """Query the temporal evolution of entities."""
+        terms = await request_terms(services, request)
+        return await run_query(request, tenant, request.query_params, terms, options, format, local)
+
+    @router.post(
+        "/temporal/entityOperations/query",
+        operation_id="queryTemporalEntitiesBatch",
+        dependencies=READ,
+        openapi_extra={"requestBody": OBJECT_BODY},
+    )
+    async def query_temporal_batch(
+        request: Request,
+        tenant: TenantDep,
+        options: OptionsParam = None,
+        format: FormatParam = None,
+        aggrMethods: str | None = None,  # noqa: N803
+        aggrPeriodDuration: str | None = None,  # noqa: N803
+        limit: Annotated[int | None, Query(ge=0)] = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        count: bool = False,
+        local: bool = False,
+    ) -> Response:
+        """Query the temporal evolution of entities with a Query body (temporalQ)."""
+        document = await read_document(request, max_bytes=settings.max_request_bytes)
+        terms = await services.terms(document.context)
+        parameters = {**request.query_params, **query_body_parameters(document.body)}
+        return await run_query(request, tenant, parameters, terms, options, format, local)
+
+    @router.post(
+        "/temporal/entities",
+        operation_id="createTemporalEntity",
+        dependencies=WRITE,
+        openapi_extra={"requestBody": TEMPORAL_BODY},
+        responses={201: {"description": "Created"}, 204: {"description": "Instances added"}},
+    )
+    async def create_temporal_entity(request: Request, tenant: TenantDep) -> Response:
+        """Create a temporal entity, or add instances to an existing one."""
+        document = await read_document(request, max_bytes=settings.max_request_bytes)
+        terms = await services.terms(document.context)
+        entity = expand_temporal_entity(terms, document.body)
+        created = await run_in_threadpool(
+            facade_of(services).create_temporal_entity, tenant, entity
+        )
+        if created:
+            return Response(status_code=201, headers={"Location": f"{PATH}/{entity['id']}"})
+        return no_content()
+
+    @router.get(
+        "/temporal/entities/{entityId}",
+        operation_id="retrieveTemporalEntity",
+        dependencies=TEMPORAL_READ,
+    )
+    async def retrieve_temporal_entity(
+        request: Request,
+        entityId: str,  # noqa: N803
+        tenant: TenantDep,
+        attrs: AttrsParam = None,
+        options: OptionsParam = None,
+        format: FormatParam = None,
+        pick: PickParam = None,
+        omit: OmitParam = None,
+        lang: LangParam = None,
+        local: bool = False,
+    ) -> Response:
+        """Retrieve the temporal evolution of one entity."""
+        check_entity_id(entityId)
+        choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
+        fmt, sys_attrs = temporal_format(options, format)
+        temporal = temporal_query(request.query_params, fmt)
+        terms = await request_terms(services, request)
+        names = expand_attrs(terms, attrs)
+        entity = await run_in_threadpool(
+            lambda: facade_of(services).retrieve_temporal(
+                tenant,
+                entityId,
+                temporal,
+                attrs=names,
+                representation="temporalValues" if fmt == "temporalValues" else "normalized",
+                sys_attrs=sys_attrs or temporal.timeproperty != "observedAt",
+            )
+        )
+        compactor = TemporalCompactor(
+            terms,
+            fmt,
+            sys_attrs=sys_attrs,
+            pick=parse_list(pick, "pick"),
+            omit=parse_list(omit, "omit"),
+            lang=lang,
+        )
+        return answer(request, terms, cap([entity], fmt, temporal), compactor, single=True)
+
+    @router.delete(
+        "/temporal/entities/{entityId}",
+        operation_id="deleteTemporalEntity",
+        status_code=204,
+        dependencies=WRITE,
+    )
+    async def delete_temporal_entity(entityId: str, tenant: TenantDep) -> Response:  # noqa: N803
+        """Delete an entity and its whole history."""
+        check_entity_id(entityId)
+        await run_in_threadpool(facade_of(services).delete_temporal_entity, tenant, entityId)
+        return no_content()
+
+    @router.post(
+        "/temporal/entities/{entityId}/attrs",
+        operation_id="addTemporalAttributes",
+        status_code=204,
+        dependencies=WRITE,
+        openapi_extra={"requestBody": OBJECT_BODY},
+    )
+    async def add_temporal_attributes(
+        request: Request,
+        entityId: str,  # noqa: N803
+        tenant: TenantDep,
+    ) -> Response:
+        """Add attribute instances to a temporal entity."""
+        check_entity_id(entityId)
+        document = await read_document(request, max_bytes=settings.max_request_bytes)
+        terms = await services.terms(document.context)
+        fragment = expand_temporal_fragment(terms, document.body)
+        await run_in_threadpool(
+            facade_of(services).append_temporal_attributes, tenant, entityId, fragment
+        )
+        return no_content()
+
+    @router.delete(
+        "/temporal/entities/{entityId}/attrs/{attrId}",
+        operation_id="deleteTemporalAttribute",
+        status_code=204,
+        dependencies=WRITE,
+    )
+    async def delete_temporal_attribute(
+        request: Request,
+        entityId: str,  # noqa: N803
+        attrId: str,  # noqa: N803
+        tenant: TenantDep,
+        datasetId: str | None = None,  # noqa: N803
+        deleteAll: bool = False,  # noqa: N803
+    ) -> Response:
+        """Delete the history of an attribute (one datasetId, or all with deleteAll)."""
+        check_entity_id(entityId)
+        terms = await request_terms(services, request)
+        name = terms.expand(attrId)
+        await run_in_threadpool(
+            lambda: facade_of(services).delete_temporal_attribute(
+                tenant, entityId, name, dataset_id=datasetId, delete_all=deleteAll
+            )
+        )
+        return no_content()
+
+    @router.patch(
+        "/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}",
+        operation_id="modifyTemporalAttributeInstance",
+        status_code=204,
+        dependencies=WRITE,
+        openapi_extra={"requestBody": OBJECT_BODY},
+    )
+    async def modify_instance(
+        request: Request,
+        entityId: str,  # noqa: N803
+        attrId: str,  # noqa: N803
+        instanceId: str,  # noqa: N803
+        tenant: TenantDep,
+    ) -> Response:
+        """Change the value or sub-attributes of one attribute instance."""
+        check_entity_id(entityId)
+        document = await read_document(request, max_bytes=settings.max_request_bytes)
+        terms = await services.terms(document.context)
+        partial = expand_instance(terms, attrId, document.body)
+        name = terms.expand(attrId)
+        await run_in_threadpool(
+            facade_of(services).modify_attribute_instance,
+            tenant,
+            entityId,
+            name,
+            instanceId,
+            partial,
+        )
+        return no_content()
+
+    @router.delete(
+        "/temporal/entities/{entityId}/attrs/{attrId}/{instanceId}",
+        operation_id="deleteTemporalAttributeInstance",
+        status_code=204,
+        dependencies=WRITE,
+    )
+    async def delete_instance(
+        request: Request,
+        entityId: str,  # noqa: N803
+        attrId: str,  # noqa: N803
+        instanceId: str,  # noqa: N803
+        tenant: TenantDep,
+    ) -> Response:
+        """Delete one attribute instance."""
+        check_entity_id(entityId)
+        terms = await request_terms(services, request)
+        name = terms.expand(attrId)
+        await run_in_threadpool(
+            facade_of(services).delete_attribute_instance, tenant, entityId, name, instanceId
+        )
+        return no_content()
+
+    return router
