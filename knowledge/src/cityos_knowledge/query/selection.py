@@ -126,9 +126,9 @@ def geo_condition(query: GeoQuery, expand: Expander) -> Condition:
             relation = not_(within)
     else:
         relation = _PREDICATES[query.relation](target, reference)
-    return attribute_exists(
-        attributes.c.name == expand(query.geoproperty), target.is_not(None), relation
-    )
+    # No "geometry IS NOT NULL": every relation is NULL, hence false, on a NULL geometry,
+    # and the extra index condition would keep a (name, geometry) index out of the plan.
+    return attribute_exists(attributes.c.name == expand(query.geoproperty), relation)
 
 
 def _search_box(query: GeoQuery, distance: float) -> ColumnElement[Any]:
