@@ -12,6 +12,7 @@ import yaml
 
 from cityos.layers import LAYER_NAMES
 from cityos_kernel.settings import PlatformSettings
+from cityos_support.settings import SupportSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "deploy" / "compose" / "compose.yaml"
@@ -39,8 +40,21 @@ def test_every_layer_has_a_service_and_migrations_run_first() -> None:
     assert services["migrate"]["command"] == ["db", "upgrade"]
 
 
+def test_monitoring_files_mounted_by_compose_exist() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (COMPOSE.parent / source).exists(), f"{name} mounts missing {source}"
+
+
 def test_compose_uses_only_known_cityos_settings() -> None:
-    known = {f"CITYOS_{name.upper()}" for name in PlatformSettings.model_fields}
+    known = {
+        f"CITYOS_{name.upper()}"
+        for settings in (PlatformSettings, SupportSettings)
+        for name in settings.model_fields
+    }
     used = set(re.findall(r"\b(CITYOS_[A-Z_]+):", COMPOSE.read_text()))
     assert used, "compose sets no CITYOS_ variable at all"
     assert used <= known | {"CITYOS_IMAGE"}, used - known

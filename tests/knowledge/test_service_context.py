@@ -430,4 +430,6 @@ def test_a_tenant_never_sees_another_tenants_data(knowledge_service: KnowledgeSe
     knowledge_service.create_entity("city-b", sensor(1))
     assert knowledge_service.retrieve_entity("city-b", "urn:ngsi-ld:Sensor:1")
     with pytest.raises(NonexistentTenantError):
-        knowledge_service.query_entities(None, everything)
+        knowledge_service.query_entities("city-never-written", everything)
+    # The default tenant is implicit: empty, never 404, even before anything is written.
+    assert knowledge_service.query_entities(None, everything).entities == []

@@ -72,7 +72,7 @@ class TenantRegistry:
         self._lock = threading.Lock()
 
     def lookup(self, tenant: str | None) -> str:
-        """The schema of an existing tenant; raises NonexistentTenant when it has none yet."""
+        """The schema of an existing tenant (NonexistentTenant if absent; default always exists)."""
         name = validate_tenant(tenant)
         schema = self._known.get(name)
         if schema is not None:
@@ -82,6 +82,10 @@ class TenantRegistry:
                 select(tenants.c.schema_name).where(tenants.c.tenant == name)
             ).scalar_one_or_none()
         if schema is None:
+            if name == DEFAULT_TENANT:
+                # The default tenant is implicit in NGSI-LD: a fresh platform answers
+                # queries on it with empty results, not 404.
+                return self.ensure(name)
             raise NonexistentTenantError(f"tenant {name} does not exist")
         with self._lock:
             self._known[name] = str(schema)

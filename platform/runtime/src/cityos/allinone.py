@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from cityos.bootstrap import build_platform
+from cityos.demo import DemoTraffic
 from cityos.embedded.mosquitto import EmbeddedMosquitto
 from cityos.embedded.ports import port_is_free
 from cityos.embedded.postgres import EmbeddedPostgres
@@ -34,6 +35,7 @@ def run_all_in_one(
     state_dir: Path,
     migrate: bool,
     mqtt_port: int = DEFAULT_MQTT_PORT,
+    simulate: int = 0,
 ) -> None:
     with contextlib.ExitStack() as stack:
         database_url = settings.database_dsn()
@@ -62,4 +64,11 @@ def run_all_in_one(
             for line in upgrade(database_url, layers):
                 logger.info("migrations %s", line)
         platform = build_platform(settings, layers, database_url=database_url, mqtt_url=mqtt_url)
+        if simulate > 0:
+            client_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+            demo = DemoTraffic(
+                mqtt_url=mqtt_url, api_url=f"http://{client_host}:{port}", devices=simulate
+            )
+            demo.start()
+            stack.callback(demo.stop)
         serve_http(platform, host=host, port=port)

@@ -87,6 +87,9 @@ def up(
     mqtt_port: Annotated[
         int, typer.Option(help="Port of the embedded Mosquitto (a free one if taken).")
     ] = 1883,
+    simulate: Annotated[
+        int, typer.Option(min=0, help="Also run this many simulated city sensors (0: none).")
+    ] = 0,
 ) -> None:
     """Run the whole platform in one process (all-in-one, embedded defaults)."""
     from cityos.allinone import run_all_in_one
@@ -100,6 +103,7 @@ def up(
             state_dir=state_dir or default_state_dir(),
             migrate=migrate,
             mqtt_port=mqtt_port,
+            simulate=simulate,
         )
     except CityosError as exc:
         logger.error("%s", exc)
