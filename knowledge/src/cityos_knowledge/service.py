@@ -155,6 +155,7 @@ class KnowledgeService:
         name = validate_tenant(tenant)
         schema = self._store.tenants.ensure(name)
         with _user_errors(), self._store.engine.begin() as raw:
+            raw.exec_driver_sql("SET LOCAL jit = off")  # short statements (see ingest.apply)
             instance = writer(
                 bind_schema(raw, schema),
                 schema=schema,

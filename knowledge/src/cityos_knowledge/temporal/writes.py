@@ -19,6 +19,7 @@ from cityos_knowledge.entities.attributes import (
 )
 from cityos_knowledge.entities.repository import (
     append_instances,
+    delete_attributes,
     insert_new_entities,
     revive_entities,
     set_types,
@@ -172,6 +173,7 @@ class TemporalWriter(ContextWriter):
         if state is None:
             raise NotFoundError(f"entity {entity_id} does not exist")
         self._connection.execute(history.delete().where(history.c.entity_id == entity_id))
+        delete_attributes(self._connection, entity_id)
         self._connection.execute(entities.delete().where(entities.c.id == entity_id))
         if not state.deleted:
             self._note(entity_id, "deleted", [], state.document)
