@@ -271,3 +271,22 @@ def test_link_header_context_expands_query_terms(ngsi_client: TestClient) -> Non
         f"{API}/entities", params={"type": "Vehicle"}, headers={"Link": link_header(context_url)}
     )
     assert response.status_code == 504 and error_type(response) == "LdContextNotAvailable"
+
+
+def test_attribute_fragment_sent_as_json_ld(ngsi_client: TestClient) -> None:
+    import orjson
+
+    create(ngsi_client, vehicle(60))
+    response = ngsi_client.patch(
+        f"{API}/entities/urn:ngsi-ld:Vehicle:60/attrs/speed",
+        content=orjson.dumps({"value": 12, "@context": CORE}),
+        headers=LD,
+    )
+    assert response.status_code == 204, response.text
+    assert get(ngsi_client, "urn:ngsi-ld:Vehicle:60")["speed"]["value"] == 12
+    json_value = {"type": "JsonProperty", "json": {"a": None, "b": [1, None]}}
+    appended = ngsi_client.post(
+        f"{API}/entities/urn:ngsi-ld:Vehicle:60/attrs", json={"doc": json_value}
+    )
+    assert appended.status_code == 204, appended.text
+    assert get(ngsi_client, "urn:ngsi-ld:Vehicle:60")["doc"] == json_value

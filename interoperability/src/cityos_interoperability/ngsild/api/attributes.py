@@ -107,7 +107,8 @@ def build(services: ApiServices) -> APIRouter:
         if not isinstance(document.body, dict):
             raise BadRequestDataError("the attribute fragment must be a JSON object")
         name = terms.expand(attrId)
-        fragment = Expander(terms, partial=True).attribute(document.body, attrId)
+        body = {k: v for k, v in document.body.items() if k != "@context"}
+        fragment = Expander(terms, partial=True).attribute(body, attrId)
         await run_in_threadpool(
             facade_of(services).patch_attribute, tenant, entityId, name, fragment
         )
@@ -132,7 +133,10 @@ def build(services: ApiServices) -> APIRouter:
         document = await read_document(request, max_bytes=max_bytes)
         terms = await services.terms(document.context)
         name = terms.expand(attrId)
-        attribute = Expander(terms).attribute(document.body, attrId)
+        body = document.body
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k != "@context"}
+        attribute = Expander(terms).attribute(body, attrId)
         await run_in_threadpool(
             facade_of(services).replace_attribute, tenant, entityId, name, attribute
         )

@@ -350,7 +350,7 @@ class Expander:
     def _main_value(self, kind: str, value: object, where: str) -> Any:
         if value is None or (value == NGSI_LD_NULL and not self.partial):
             raise BadRequestDataError(f"{where}: the {MAIN_MEMBER[kind]} cannot be null")
-        if _contains_null(value):
+        if kind != "JsonProperty" and _contains_null(value):
             raise BadRequestDataError(f"{where}: a value cannot contain null")
         if kind == "Relationship":
             objects = value if isinstance(value, list) else [value]
