@@ -14,7 +14,8 @@ Madrid). Then, from a single client, it measures one page (limit 20, ordered by 
 
 (a) through the query package the facade uses: parse the parameters, build the statement,
     execute, fetch (SQLAlchemy on psycopg2);
-(b) the same query hand-written in SQL and run with a psycopg2 cursor (the floor);
+(b) the same query hand-written in SQL, with the same plan shape (geo candidates first),
+    run with a psycopg2 cursor: the floor, without any Python query building;
 (c) as (a) with count=true (the total comes with the page: ``with_total``).
 
 Each round runs (a), (b) and (c) on the same random point, in a rotating order, so the
@@ -141,12 +142,13 @@ SELECT e.id, e.entity FROM {schema}.entities AS e
 WHERE e.deleted_at IS NULL AND e.types @> ARRAY[%(type)s]
   AND EXISTS (SELECT 1 FROM {schema}.attributes AS a
               WHERE a.entity_id = e.id AND a.name = %(attribute)s AND a.value_number > %(number)s)
-  AND EXISTS (SELECT 1 FROM {schema}.attributes AS g
-              WHERE g.entity_id = e.id AND g.name = %(location)s
-                AND g.geometry && ST_MakeEnvelope(%(west)s, %(south)s, %(east)s, %(north)s, 4326)
-                AND ST_DWithin(g.geometry::geography,
-                               ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography,
-                               %(metres)s))
+  AND e.id = ANY(ARRAY(
+        SELECT g.entity_id FROM {schema}.attributes AS g
+        WHERE g.name = %(location)s
+          AND g.geometry && ST_MakeEnvelope(%(west)s, %(south)s, %(east)s, %(north)s, 4326)
+          AND ST_DWithin(g.geometry::geography,
+                         ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography,
+                         %(metres)s)))
 ORDER BY e.id LIMIT 20
 """
 

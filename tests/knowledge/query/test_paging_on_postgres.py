@@ -96,7 +96,15 @@ def test_projection_in_sql(city: City) -> None:
 
 def test_the_filter_keeps_its_meaning_in_a_statement_that_reads_attributes(city: City) -> None:
     """The facade may join attribute rows (e.g. to list or purge them) under the filter."""
-    query = parse_entity_query({"type": "AirQualityObserved", "q": "NO2>40;temperature>20"})
+    query = parse_entity_query(
+        {
+            "type": "AirQualityObserved",
+            "q": "NO2>40;temperature>20",
+            "georel": "near;maxDistance==1000",
+            "geometry": "Point",
+            "coordinates": "[-3.7038,40.4168]",
+        }
+    )
     statement = (
         select(attributes.c.entity_id, attributes.c.name)
         .join(entities, entities.c.id == attributes.c.entity_id)

@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-from sqlalchemy import Float, Text, and_, exists, func, literal, not_, or_, select
+from sqlalchemy import Float, Text, and_, any_, exists, func, literal, not_, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -128,7 +128,16 @@ def geo_condition(query: GeoQuery, expand: Expander) -> Condition:
         relation = _PREDICATES[query.relation](target, reference)
     # No "geometry IS NOT NULL": every relation is NULL, hence false, on a NULL geometry,
     # and the extra index condition would keep a (name, geometry) index out of the plan.
-    return attribute_exists(attributes.c.name == expand(query.geoproperty), relation)
+    selects = attributes.c.name == expand(query.geoproperty)
+    if query.relation is GeoRelation.DISJOINT or query.min_distance is not None:
+        return attribute_exists(selects, relation)
+    # A bounded relation is answered from the GiST index first, once, as an array of ids:
+    # given the choice, PostgreSQL misjudges how selective attribute comparisons are (one
+    # value column serves every attribute name) and scans entities instead.
+    candidates = (
+        select(attributes.c.entity_id).where(selects, relation).correlate(None).scalar_subquery()
+    )
+    return entities.c.id == any_(func.array(candidates))
 
 
 def _search_box(query: GeoQuery, distance: float) -> ColumnElement[Any]:
