@@ -56,6 +56,9 @@ class InteroperabilitySettings(CityosSettings):
     notification_backoff_seconds: float = Field(
         default=0.5, ge=0, description="Wait before the first retry; doubled for each next one."
     )
+    notification_endpoint_concurrency: int = Field(
+        default=4, ge=1, description="Notifications in flight at once to one endpoint."
+    )
     notification_queue_size: int = Field(
         default=1000,
         ge=1,

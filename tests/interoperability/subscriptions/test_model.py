@@ -86,6 +86,7 @@ def test_read_only_and_unknown_members_are_dropped() -> None:
         with_notification(format="simplified", showChanges=True),
         with_notification(attributes=[]),
         with_notification(pick=["a"], omit=["b"]),
+        with_notification(pick=["a"], attributes=["b"]),
         {**VALID, "notification": {"endpoint": {"uri": "ftp://example.org/x"}}},
         {**VALID, "notification": {"endpoint": {"uri": "notify-me"}}},
         {**VALID, "notification": {"endpoint": {**ENDPOINT, "accept": "text/plain"}}},
@@ -145,10 +146,12 @@ def test_geoq_becomes_query_parameters() -> None:
     }
 
 
-def test_an_update_merges_the_notification_and_null_removes_a_member() -> None:
+def test_an_update_replaces_members_and_null_removes_one() -> None:
     document = check_subscription(with_members(throttling=5, q="speed>3"), now=NOW)
     merged = merge_subscription(
-        document, {"notification": {"format": "keyValues"}, "throttling": None}, now=NOW
+        document,
+        {"notification": {"format": "keyValues", "endpoint": ENDPOINT}, "throttling": None},
+        now=NOW,
     )
     assert merged["notification"] == {"endpoint": ENDPOINT, "format": "keyValues"}
     assert "throttling" not in merged and merged["q"] == "speed>3"
@@ -156,7 +159,14 @@ def test_an_update_merges_the_notification_and_null_removes_a_member() -> None:
 
 @pytest.mark.parametrize(
     "fragment",
-    [{}, {"id": "urn:ngsi-ld:Subscription:other"}, {"type": "Entity"}, {"throttling": -2}],
+    [
+        {},
+        {"id": "urn:ngsi-ld:Subscription:other"},
+        {"type": "Entity"},
+        {"throttling": -2},
+        {"notification": {"format": "keyValues"}},
+        {"notification": {"endpoint": None}},
+    ],
 )
 def test_invalid_updates_are_bad_request_data(fragment: dict[str, Any]) -> None:
     document = check_subscription(VALID, now=NOW)

@@ -82,5 +82,5 @@ def test_an_unreachable_broker_fails_the_notification(
 ) -> None:
     subscription_id = subscribe(notifying_client, entity_type, "mqtt://127.0.0.1:9/nowhere")
     create(notifying_client, entity_type, speed=1)
-    state = status(notifying_client, subscription_id, until=lambda s: s["timesFailed"] > 0)
+    state = status(notifying_client, subscription_id, until=lambda s: s.get("timesFailed", 0) > 0)
     assert state["status"] == "failed" and "lastFailure" in state

@@ -38,6 +38,7 @@ from cityos_interoperability.subscriptions.rendering import (
     NotificationBuilder,
     changed_entity,
     keep_attributes,
+    only_datasets,
 )
 from cityos_interoperability.subscriptions.store import SubscriptionStore
 from cityos_kernel.bus.consumer import Message
@@ -197,7 +198,11 @@ class NotificationDispatcher:
         builder = NotificationBuilder(compiled)
         now = self._clock()
         rendered = [
-            builder.render(keep_attributes(entity, compiled.attributes))
+            builder.render(
+                keep_attributes(
+                    only_datasets(entity, subscription.dataset_ids), compiled.attributes
+                )
+            )
             for entity in entities.values()
         ]
         self._notifier.submit(builder.notification(rendered, now))

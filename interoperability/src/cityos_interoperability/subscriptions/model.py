@@ -121,8 +121,8 @@ def merge_subscription(
 ) -> dict[str, Any]:
     """Apply an Update Subscription fragment (5.8.2): members replace, ``null`` removes.
 
-    ``notification`` is merged one level down, so a fragment can change its ``format``
-    without repeating the endpoint.
+    Members are replaced whole, ``notification`` included: a fragment that changes the
+    format repeats the endpoint.
     """
     if not isinstance(fragment, Mapping) or not fragment:
         raise BadRequestDataError("the subscription fragment must be a non-empty JSON object")
@@ -136,10 +136,6 @@ def merge_subscription(
             continue
         if value is None:
             merged.pop(name, None)
-        elif name == "notification" and isinstance(value, Mapping):
-            previous = merged.get("notification") or {}
-            notification = {**previous, **value}
-            merged["notification"] = {k: v for k, v in notification.items() if v is not None}
         else:
             merged[name] = value
     _check_document(merged, now=now, creating="expiresAt" in fragment)
@@ -250,6 +246,8 @@ def _notification(value: object) -> dict[str, Any]:
             notification[member] = _names(notification[member], f"notification.{member}")
     if "pick" in notification and "omit" in notification:
         raise BadRequestDataError("notification.pick and notification.omit exclude each other")
+    if "attributes" in notification and ("pick" in notification or "omit" in notification):
+        raise BadRequestDataError("notification.attributes excludes pick and omit")
     fmt = notification.get("format", "normalized")
     if fmt not in FORMATS:
         raise BadRequestDataError(f"notification.format must be one of {', '.join(FORMATS)}")

@@ -2,11 +2,12 @@
 
 The notifier runs an asyncio loop in its own thread. :meth:`Notifier.submit` (called
 from the consumer's thread) puts a notification on the queue of its endpoint — one
-bounded queue and one worker task per endpoint (scheme and authority) — so a receiver that
-is down or slow only delays its own notifications. A worker sends its queue in order and
-retries a failed notification ``notification_attempts`` times with doubling back-off; a
-full queue fails the new notification at once instead of growing without bound. Idle
-workers end after a minute.
+bounded queue per endpoint (scheme and authority), drained by
+``notification_endpoint_concurrency`` worker tasks — so a receiver that is down or slow
+only delays its own notifications. A failed notification is queued again after a doubling
+back-off, up to ``notification_attempts`` attempts, while the workers go on with the next
+ones; a full queue fails the new notification at once instead of growing without bound.
+Idle workers end after a minute.
 
 The subscription's status (``timesSent``, ``timesFailed``, ``lastNotification``,
 ``lastSuccess``, ``lastFailure``, ``status``) is summed in memory and written by
@@ -19,6 +20,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -44,6 +46,20 @@ IDLE_WORKER_SECONDS = 60.0
 
 EndpointKey = tuple[str, str]
 TransportFactory = Callable[[], Mapping[str, Transport]]
+
+
+@dataclass
+class _Job:
+    notification: Notification
+    attempt: int = 1
+
+
+@dataclass
+class _Endpoint:
+    """One endpoint's queue and how many workers drain it."""
+
+    queue: asyncio.Queue[_Job]
+    workers: int = 0
 
 
 def endpoint_key(notification: Notification) -> EndpointKey:
@@ -72,7 +88,8 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
-        self._queues: dict[EndpointKey, asyncio.Queue[Notification]] = {}
+        self._endpoints: dict[EndpointKey, _Endpoint] = {}
+        self._retries: dict[int, tuple[asyncio.TimerHandle, _Job]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._outcomes: dict[tuple[str | None, str], Outcome] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -124,10 +141,17 @@ class Notifier:
     def _fail_queued(self) -> None:
         """Notifications still queued at stop count as failed (they were never sent)."""
         now = datetime.now(UTC)
-        for queue in self._queues.values():
-            while not queue.empty():
-                self._fail(queue.get_nowait(), "the notifier stopped", now)
-        self._queues.clear()
+        for handle, job in self._retries.values():
+            handle.cancel()
+            self._fail(job.notification, "the notifier stopped", now)
+        self._retries.clear()
+        for endpoint in self._endpoints.values():
+            while not endpoint.queue.empty():
+                job = endpoint.queue.get_nowait()
+                if job.attempt == 1:
+                    self._outcome(job.notification).sent += 1
+                self._fail(job.notification, "the notifier stopped", now)
+        self._endpoints.clear()
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -139,62 +163,80 @@ class Notifier:
         loop.call_soon_threadsafe(self._enqueue, notification)
 
     def _enqueue(self, notification: Notification) -> None:
-        key = endpoint_key(notification)
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = asyncio.Queue(self._settings.notification_queue_size)
-            task = asyncio.get_running_loop().create_task(self._work(key, queue))
+        self._put(_Job(notification))
+
+    def _put(self, job: _Job) -> None:
+        key = endpoint_key(job.notification)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            endpoint = self._endpoints[key] = _Endpoint(
+                asyncio.Queue(self._settings.notification_queue_size)
+            )
+        while endpoint.workers < self._settings.notification_endpoint_concurrency:
+            endpoint.workers += 1
+            task = asyncio.get_running_loop().create_task(self._work(key, endpoint))
             self._workers.add(task)
             task.add_done_callback(self._workers.discard)
         try:
-            queue.put_nowait(notification)
+            endpoint.queue.put_nowait(job)
         except asyncio.QueueFull:
-            self._outcome(notification).sent += 1
-            self._fail(notification, "the endpoint's queue is full", datetime.now(UTC))
+            if job.attempt == 1:
+                self._outcome(job.notification).sent += 1
+            self._fail(job.notification, "the endpoint's queue is full", datetime.now(UTC))
 
     # -- delivering ------------------------------------------------------------------------
 
-    async def _work(self, key: EndpointKey, queue: asyncio.Queue[Notification]) -> None:
+    async def _work(self, key: EndpointKey, endpoint: _Endpoint) -> None:
         while True:
             try:
-                notification = await asyncio.wait_for(queue.get(), IDLE_WORKER_SECONDS)
+                job = await asyncio.wait_for(endpoint.queue.get(), IDLE_WORKER_SECONDS)
             except TimeoutError:
-                if queue.empty():
-                    self._queues.pop(key, None)
+                if endpoint.queue.empty():
+                    endpoint.workers -= 1
+                    if endpoint.workers == 0 and self._endpoints.get(key) is endpoint:
+                        del self._endpoints[key]
                     return
                 continue
-            await self._deliver(notification)
+            await self._deliver(job)
 
-    async def _deliver(self, notification: Notification) -> None:
+    async def _deliver(self, job: _Job) -> None:
+        notification = job.notification
         scheme = notification.endpoint.scheme
         transport = self._transports.get(scheme)
         outcome = self._outcome(notification)
-        started = datetime.now(UTC)
-        outcome.sent += 1
-        outcome.last_notification = started
+        now = datetime.now(UTC)
+        if job.attempt == 1:
+            outcome.sent += 1
+            outcome.last_notification = now
         if transport is None:
-            self._fail(notification, f"no transport for {scheme}", started)
+            self._fail(notification, f"no transport for {scheme}", now)
             return
-        backoff = self._settings.notification_backoff_seconds
-        attempts = self._settings.notification_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                await transport.send(notification)
-            except DeliveryError as exc:
-                now = datetime.now(UTC)
-                if attempt == attempts or not exc.retryable:
-                    self._fail(notification, exc.reason, now)
-                    return
-                outcome.attempt(now, ok=False, reason=exc.reason)
-                await asyncio.sleep(backoff * 2 ** (attempt - 1))
-            except Exception as exc:  # a transport bug must not kill the endpoint's worker
-                logger.exception("notification to %s failed", notification.endpoint.uri)
-                self._fail(notification, f"internal error: {type(exc).__name__}", started)
+        try:
+            await transport.send(notification)
+        except DeliveryError as exc:
+            now = datetime.now(UTC)
+            if job.attempt >= self._settings.notification_attempts or not exc.retryable:
+                self._fail(notification, exc.reason, now)
                 return
-            else:
-                outcome.attempt(datetime.now(UTC), ok=True)
-                NOTIFICATIONS.labels(scheme, "sent").inc()
-                return
+            outcome.attempt(now, ok=False, reason=exc.reason)
+            self._retry_later(_Job(notification, job.attempt + 1))
+        except Exception as exc:  # a transport bug must not kill the endpoint's worker
+            logger.exception("notification to %s failed", notification.endpoint.uri)
+            self._fail(notification, f"internal error: {type(exc).__name__}", now)
+        else:
+            outcome.attempt(datetime.now(UTC), ok=True)
+            NOTIFICATIONS.labels(scheme, "sent").inc()
+
+    def _retry_later(self, job: _Job) -> None:
+        """Queue ``job`` again after its back-off; the worker goes on meanwhile."""
+        delay = self._settings.notification_backoff_seconds * 2 ** (job.attempt - 2)
+        loop = asyncio.get_running_loop()
+
+        def retry() -> None:
+            self._retries.pop(id(job), None)
+            self._put(job)
+
+        self._retries[id(job)] = (loop.call_later(delay, retry), job)
 
     def _fail(self, notification: Notification, reason: str, at: datetime) -> None:
         outcome = self._outcome(notification)

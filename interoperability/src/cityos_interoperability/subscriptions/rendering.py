@@ -55,10 +55,10 @@ class Notification:
     notified_at: datetime
 
 
-def null_attribute(attribute: Any) -> Any:
+def null_attribute(attribute: Any, deleted_at: str | None = None) -> Any:
     """An attribute (or its instances) with the main member set to NGSI-LD Null."""
     if isinstance(attribute, list):
-        return [null_attribute(item) for item in attribute]
+        return [null_attribute(item, deleted_at) for item in attribute]
     kind = str(attribute.get("type", "Property")) if isinstance(attribute, Mapping) else "Property"
     nulled: dict[str, Any] = {
         "type": kind,
@@ -66,7 +66,50 @@ def null_attribute(attribute: Any) -> Any:
     }
     if isinstance(attribute, Mapping) and "datasetId" in attribute:
         nulled["datasetId"] = attribute["datasetId"]
+    if deleted_at is not None:
+        nulled["deletedAt"] = deleted_at
     return nulled
+
+
+def deleted_instances(current: Any, previous: Any, deleted_at: str | None) -> Any:
+    """An attribute after a deletion: what is left, plus the deleted instances as Null.
+
+    When no instance is left the attribute is one Null, whatever datasetIds it had.
+    """
+    before = [p for p in _as_list(previous) if isinstance(p, Mapping)]
+    after = _as_list(current)
+    if not after:
+        first = dict(before[0]) if before else {}
+        first.pop("datasetId", None)
+        return null_attribute(first, deleted_at)
+    remaining = {item.get("datasetId") for item in after if isinstance(item, Mapping)}
+    gone = [null_attribute(p, deleted_at) for p in before if p.get("datasetId") not in remaining]
+    return [*after, *gone] if gone else current
+
+
+def only_datasets(entity: Mapping[str, Any], dataset_ids: frozenset[str] | None) -> dict[str, Any]:
+    """The entity with only the attribute instances of ``dataset_ids`` (``@none``: default)."""
+    if dataset_ids is None:
+        return dict(entity)
+    kept: dict[str, Any] = {}
+    for name, value in entity.items():
+        if name in ENTITY_MEMBERS:
+            kept[name] = value
+            continue
+        instances = [
+            item
+            for item in _as_list(value)
+            if isinstance(item, Mapping) and item.get("datasetId", "@none") in dataset_ids
+        ]
+        if instances:
+            kept[name] = instances[0] if len(instances) == 1 else instances
+    return kept
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
 
 
 def changed_entity(
@@ -76,6 +119,7 @@ def changed_entity(
     change = fired.change
     params = compiled.subscription.notification
     previous = change.previous or {}
+    deleted_at = format_instant(now) if params.sys_attrs else None
     if change.kind == "deleted":
         entity: dict[str, Any] = {
             "id": change.entity_id,
@@ -91,13 +135,14 @@ def changed_entity(
         if params.show_changes:
             nulled |= change.deleted
         for name in sorted(nulled & set(previous)):
-            entity[name] = null_attribute(previous[name])
+            entity[name] = null_attribute(previous[name], deleted_at)
     else:
         source = current if current is not None else change.entity
         entity = dict(source) if source else {"id": change.entity_id, "type": sorted(change.types)}
         if "attributeDeleted" in fired.triggers:
             for name in fired.attributes & change.deleted:
-                entity[name] = null_attribute(previous.get(name, {}))
+                entity[name] = deleted_instances(entity.get(name), previous.get(name), deleted_at)
+    entity = only_datasets(entity, compiled.subscription.dataset_ids)
     return keep_attributes(entity, compiled.attributes)
 
 

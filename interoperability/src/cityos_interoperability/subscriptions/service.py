@@ -144,8 +144,10 @@ def _notification_json(stored: StoredSubscription, rename: Callable[[str], str])
     for member in ("attributes", "pick", "omit"):
         if member in notification:
             notification[member] = [rename(name) for name in notification[member]]
-    notification["timesSent"] = stored.times_sent
-    notification["timesFailed"] = stored.times_failed
+    if stored.times_sent:
+        notification["timesSent"] = stored.times_sent
+    if stored.times_failed:
+        notification["timesFailed"] = stored.times_failed
     if stored.last_status is not None:
         notification["status"] = stored.last_status
     for member, instant in (
