@@ -207,7 +207,10 @@ def test_batch_operations_report_success_and_errors(ngsi_client: TestClient) -> 
         "x": ERRORS + "BadRequestData",
     }
     upsert = ngsi_client.post(f"{ops}/upsert", json=[vehicle(40, speed=1.0), vehicle(43)])
-    assert upsert.status_code in (201, 204), upsert.text
+    assert upsert.status_code == 201, upsert.text
+    assert upsert.json() == ["urn:ngsi-ld:Vehicle:43"]  # only the new one
+    again = ngsi_client.post(f"{ops}/upsert", json=[vehicle(43)])
+    assert again.status_code == 204
     assert get(ngsi_client, "urn:ngsi-ld:Vehicle:40")["speed"]["value"] == 1.0
     update = ngsi_client.post(
         f"{ops}/update",
@@ -290,3 +293,25 @@ def test_attribute_fragment_sent_as_json_ld(ngsi_client: TestClient) -> None:
     )
     assert appended.status_code == 204, appended.text
     assert get(ngsi_client, "urn:ngsi-ld:Vehicle:60")["doc"] == json_value
+
+
+def test_update_with_ngsi_ld_null_deletes_and_merge_patch_is_accepted(
+    ngsi_client: TestClient,
+) -> None:
+    create(ngsi_client, vehicle(61))
+    path = f"{API}/entities/urn:ngsi-ld:Vehicle:61/attrs"
+    deleted = ngsi_client.patch(path, json={"brandName": {"value": "urn:ngsi-ld:null"}})
+    assert deleted.status_code == 204, deleted.text
+    assert "brandName" not in get(ngsi_client, "urn:ngsi-ld:Vehicle:61")
+    merge = ngsi_client.patch(
+        f"{path}/speed",
+        content=b'{"value": 33}',
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert merge.status_code == 204, merge.text
+    refused = ngsi_client.post(
+        path,
+        content=b'{"x": {"value": 1}}',
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert refused.status_code == 415

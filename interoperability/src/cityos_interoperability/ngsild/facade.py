@@ -18,6 +18,7 @@ from cityos_knowledge.service import (
     EntityPage,
     EntityQuery,
     KnowledgeService,
+    NonexistentTenantError,
     UpdateResult,
     parse_entity_query,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "EntityPage",
     "EntityQuery",
     "KnowledgeFacade",
+    "NonexistentTenantError",
     "UpdateResult",
     "parse_query",
 ]

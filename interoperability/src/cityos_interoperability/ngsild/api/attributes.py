@@ -13,10 +13,14 @@ from cityos_interoperability.ngsild.errors import BadRequestDataError
 from cityos_interoperability.ngsild.facade import UpdateResult
 from cityos_interoperability.ngsild.jsonld.context import TermMap
 from cityos_interoperability.ngsild.jsonld.expansion import Expander, check_name, is_uri
+from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, MERGE_PATCH
 from cityos_interoperability.ngsild.representation import parse_options
 from cityos_interoperability.ngsild.responses import json_response, no_content
 from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
+
+#: PATCH bodies: JSON, JSON-LD or JSON merge-patch (6.3.4).
+PATCH_TYPES = (JSON, JSON_LD, MERGE_PATCH)
 
 
 def outcome_response(outcome: UpdateResult, terms: TermMap) -> Response:
@@ -37,10 +41,13 @@ def build(services: ApiServices) -> APIRouter:
     router = APIRouter(route_class=services.route_class, tags=["Entity attributes"])
     max_bytes = services.settings.max_request_bytes
 
-    async def fragment_of(request: Request, *, partial: bool) -> tuple[TermMap, dict[str, object]]:
-        document = await read_document(request, max_bytes=max_bytes)
+    async def fragment_of(
+        request: Request, *, allow_null: bool
+    ) -> tuple[TermMap, dict[str, object]]:
+        accepted = PATCH_TYPES if request.method == "PATCH" else (JSON, JSON_LD)
+        document = await read_document(request, max_bytes=max_bytes, accepted=accepted)
         terms = await services.terms(document.context)
-        return terms, Expander(terms, partial=partial).fragment(document.body)
+        return terms, Expander(terms, allow_null=allow_null).fragment(document.body)
 
     @router.post(
         "/entities/{entityId}/attrs",
@@ -58,7 +65,7 @@ def build(services: ApiServices) -> APIRouter:
         """Append attributes to an entity (options=noOverwrite keeps existing ones)."""
         check_entity_id(entityId)
         _, flags = parse_options(options, None, allowed=("noOverwrite",))
-        terms, fragment = await fragment_of(request, partial=False)
+        terms, fragment = await fragment_of(request, allow_null=False)
         outcome = await run_in_threadpool(
             lambda: facade_of(services).append_attributes(
                 tenant, entityId, fragment, no_overwrite="noOverwrite" in flags
@@ -80,7 +87,7 @@ def build(services: ApiServices) -> APIRouter:
     ) -> Response:
         """Update existing attributes of an entity."""
         check_entity_id(entityId)
-        terms, fragment = await fragment_of(request, partial=False)
+        terms, fragment = await fragment_of(request, allow_null=True)
         outcome = await run_in_threadpool(
             facade_of(services).update_attributes, tenant, entityId, fragment
         )
@@ -102,7 +109,7 @@ def build(services: ApiServices) -> APIRouter:
         """Partially update one attribute (only the members sent change)."""
         check_entity_id(entityId)
         check_name(attrId, "attribute name")
-        document = await read_document(request, max_bytes=max_bytes)
+        document = await read_document(request, max_bytes=max_bytes, accepted=PATCH_TYPES)
         terms = await services.terms(document.context)
         if not isinstance(document.body, dict):
             raise BadRequestDataError("the attribute fragment must be a JSON object")

@@ -36,7 +36,7 @@ from cityos_interoperability.ngsild.errors import (
     NgsiLdError,
     translate_domain_error,
 )
-from cityos_interoperability.ngsild.facade import BatchResult
+from cityos_interoperability.ngsild.facade import BatchResult, NonexistentTenantError, parse_query
 from cityos_interoperability.ngsild.jsonld.expansion import Expander, is_uri
 from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD
 from cityos_interoperability.ngsild.representation import parse_options
@@ -152,6 +152,20 @@ def build(services: ApiServices) -> APIRouter:
         }
         return await run_in_threadpool(calls[operation])
 
+    async def existing_ids(tenant: str | None, ids: list[str]) -> set[str]:
+        """Which of ``ids`` already exist (an upsert answers 201 only for new ones)."""
+        if not ids:
+            return set()
+        query = parse_query(
+            {"id": ",".join(ids), "pick": "id", "limit": str(len(ids))}, max_limit=len(ids)
+        )
+        facade = facade_of(services)
+        try:
+            page = await run_in_threadpool(lambda: facade.query_entities(tenant, query))
+        except NonexistentTenantError:
+            return set()
+        return {str(entity["id"]) for entity in page.entities}
+
     def operation_route(
         operation: Literal["create", "upsert", "update", "merge"], summary: str
     ) -> None:
@@ -162,8 +176,17 @@ def build(services: ApiServices) -> APIRouter:
             entities, rejected = await expand_all(
                 await read_batch(request), partial=operation in ("update", "merge")
             )
+            if operation != "upsert":
+                outcome = await run(tenant, operation, entities, flags)
+                return batch_response(outcome, rejected, created=operation == "create")
+            existing = await existing_ids(tenant, [str(e.get("id")) for e in entities])
             outcome = await run(tenant, operation, entities, flags)
-            return batch_response(outcome, rejected, created=operation == "create")
+            if outcome.errors or rejected:
+                return batch_response(outcome, rejected, created=False)
+            # 201 with the ids of the entities it created, 204 when it only replaced.
+            created = [i for i in outcome.success if i not in existing]
+            outcome = BatchResult(success=created, errors=outcome.errors)
+            return batch_response(outcome, rejected, created=bool(created))
 
         handler.__doc__ = summary
         router.add_api_route(

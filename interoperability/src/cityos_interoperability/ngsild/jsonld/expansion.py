@@ -226,10 +226,12 @@ def _is_attribute_list(value: object) -> bool:
 class Expander:
     """Expands entities and attribute fragments with one request's :class:`TermMap`."""
 
-    def __init__(self, terms: TermMap, *, partial: bool = False) -> None:
+    def __init__(self, terms: TermMap, *, partial: bool = False, allow_null: bool = False) -> None:
         self.terms = terms
         #: In a partial update a main member may be missing (only metadata changes).
         self.partial = partial
+        #: ``urn:ngsi-ld:null`` (delete this) is allowed in updates and merges.
+        self.allow_null = allow_null or partial
 
     def entity(
         self, body: object, *, require_id: bool = True, require_type: bool = True
@@ -348,7 +350,7 @@ class Expander:
         return expanded
 
     def _main_value(self, kind: str, value: object, where: str) -> Any:
-        if value is None or (value == NGSI_LD_NULL and not self.partial):
+        if value is None or (value == NGSI_LD_NULL and not self.allow_null):
             raise BadRequestDataError(f"{where}: the {MAIN_MEMBER[kind]} cannot be null")
         if kind != "JsonProperty" and _contains_null(value):
             raise BadRequestDataError(f"{where}: a value cannot contain null")
