@@ -228,7 +228,25 @@ def test_attributes_instances_and_entities_are_changed_and_deleted(
             "BadRequestData",
         ),
         ("/temporal/entities/urn:ngsi-ld:X:1", {"timerel": "after"}, 400, "BadRequestData"),
-        ("/temporal/entities/urn:ngsi-ld:X:1", {"format": "shiny"}, 400, "BadRequestData"),
+        ("/temporal/entities/urn:ngsi-ld:X:1", {"format": "shiny"}, 400, "InvalidRequest"),
+        ("/temporal/entities/urn:ngsi-ld:X:1", {"options": "shiny"}, 400, "InvalidRequest"),
+        (
+            "/temporal/entities/urn:ngsi-ld:X:1",
+            {"pick": "speed", "omit": "speed"},
+            400,
+            "BadRequestData",
+        ),
+        (
+            "/temporal/entities/urn:ngsi-ld:X:1",
+            {"pick": "id", "attrs": "speed"},
+            400,
+            "BadRequestData",
+        ),
+        ("/temporal/entities/urn:ngsi-ld:X:1", {"attrs": "colour"}, 404, "ResourceNotFound"),
+        ("/temporal/entities/urn:ngsi-ld:X:1", {"pick": "colour"}, 404, "ResourceNotFound"),
+        ("/temporal/entities/urn:ngsi-ld:X:1", {"aggrMethods": "median"}, 400, "BadRequestData"),
+        ("/temporal/entities", {"type": "X", "orderBy": "speed"}, 400, "BadRequestData"),
+        ("/temporal/entities", {"type": "X", "csf": "(("}, 400, "BadRequestData"),
         ("/temporal/entities/urn:ngsi-ld:X:1", {"lastN": "0"}, 400, "BadRequestData"),
         ("/temporal/entities/urn:ngsi-ld:X:1", {"wat": "1"}, 400, "InvalidRequest"),
     ],
@@ -281,3 +299,51 @@ def test_an_empty_context_url_is_bad_request_data(shared_ngsi_client: TestClient
         headers={"Content-Type": "application/ld+json"},
     )
     problem(response, 400, "BadRequestData")
+
+
+def test_simplified_values_of_language_and_json_properties_are_objects(
+    shared_ngsi_client: TestClient,
+) -> None:
+    entity_id = create(
+        shared_ngsi_client,
+        vehicle_type(),
+        street=[
+            {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place"}, "observedAt": at(0)}
+        ],
+        config=[{"type": "JsonProperty", "json": {"mode": "eco"}, "observedAt": at(0)}],
+    )
+    entity = retrieve(shared_ngsi_client, entity_id, format="temporalValues")
+    assert entity["street"]["languageMaps"] == [[{"languageMap": {"fr": "Grand Place"}}, at(0)]]
+    assert entity["config"]["jsons"] == [[{"json": {"mode": "eco"}}, at(0)]]
+
+
+def test_a_query_body_with_aggregation_parameters_aggregates(
+    shared_ngsi_client: TestClient,
+) -> None:
+    kind = vehicle_type()
+    create(shared_ngsi_client, kind, speed=instances([2, 4]))
+    response = shared_ngsi_client.post(
+        f"{API}/temporal/entityOperations/query",
+        json={
+            "type": "Query",
+            "entities": [{"type": kind}],
+            "temporalQ": {"timerel": "after", "timeAt": "2019-01-01T00:00:00Z"},
+            "aggrParams": {"aggrMethods": ["avg"], "aggrPeriodDuration": "PT0S"},
+        },
+    )
+    assert response.status_code == 200, response.text
+    [entity] = response.json()
+    assert [row[0] for row in entity["speed"]["avg"]] == [3]
+
+
+def test_entities_without_instances_in_the_window_are_left_out(
+    shared_ngsi_client: TestClient,
+) -> None:
+    kind = vehicle_type()
+    early = create(shared_ngsi_client, kind, 1, speed=instances([1]))
+    late = create(shared_ngsi_client, kind, 2, speed=instances([1, 2, 3]))
+    response = shared_ngsi_client.get(
+        f"{API}/temporal/entities", params={"type": kind, "timerel": "after", "timeAt": at(1)}
+    )
+    assert [entity["id"] for entity in response.json()] == [late]
+    assert early != late

@@ -23,6 +23,9 @@ TemporalFormat = Literal["normalized", "temporalValues", "aggregatedValues"]
 
 _ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "modifiedAt"})
 
+#: temporalValues members whose values are objects in the simplified representation.
+_WRAPPED = {"languageMaps": "languageMap", "jsons": "json", "vocabs": "vocab"}
+
 
 def expand_temporal_entity(terms: TermMap, body: object) -> dict[str, Any]:
     """A temporal entity (POST /temporal/entities) in expanded form."""
@@ -109,7 +112,27 @@ class TemporalCompactor:
     def _attribute(self, item: Mapping[str, Any]) -> Any:
         if self.format == "normalized":
             return self._compactor.attribute(item)
-        return dict(item)
+        rendered = dict(item)
+        if self.format == "temporalValues":
+            for member, wrapper in _WRAPPED.items():
+                if isinstance(rendered.get(member), list):
+                    rendered[member] = [self._wrap(pair, wrapper) for pair in rendered[member]]
+        return rendered
+
+    def _wrap(self, pair: Any, wrapper: str) -> Any:
+        """``[value, time]`` → ``[{wrapper: value}, time]`` (4.5.9: the value is an object)."""
+        if not isinstance(pair, list) or len(pair) != 2:
+            return pair
+        value = pair[0]
+        if isinstance(value, Mapping) and set(value) == {wrapper}:
+            return pair
+        if wrapper == "vocab":
+            value = (
+                [self.terms.compact(v) for v in value]
+                if isinstance(value, list)
+                else self.terms.compact(value)
+            )
+        return [{wrapper: value}, pair[1]]
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -11,6 +11,7 @@ instances per attribute with the spec's 206 / ``Content-Range`` answer
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Annotated, Any
 
 import orjson
@@ -32,7 +33,12 @@ from cityos_interoperability.ngsild.api.common import (
     request_terms,
 )
 from cityos_interoperability.ngsild.body import read_document
-from cityos_interoperability.ngsild.errors import BadRequestDataError
+from cityos_interoperability.ngsild.errors import (
+    BadRequestDataError,
+    InvalidRequestError,
+    ResourceNotFoundError,
+)
+from cityos_interoperability.ngsild.facade import parse_query
 from cityos_interoperability.ngsild.jsonld.context import TermMap
 from cityos_interoperability.ngsild.negotiation import (
     JSON,
@@ -112,9 +118,9 @@ def temporal_format(options: str | None, format_: str | None) -> tuple[TemporalF
     flags = {item.strip() for item in (options or "").split(",") if item.strip()}
     unknown = flags - {*_FORMATS, "sysAttrs"}
     if unknown:
-        raise BadRequestDataError(f"unknown options: {', '.join(sorted(unknown))}")
+        raise InvalidRequestError(f"unknown options: {', '.join(sorted(unknown))}")
     if format_ is not None and format_ not in _FORMATS:
-        raise BadRequestDataError(f"unknown format {format_!r}")
+        raise InvalidRequestError(f"unknown format {format_!r}")
     named = {format_} if format_ is not None else flags - {"sysAttrs"}
     chosen = {_FORMATS[name] for name in named}
     if len(chosen) > 1:
@@ -123,14 +129,42 @@ def temporal_format(options: str | None, format_: str | None) -> tuple[TemporalF
 
 
 def temporal_query(parameters: Mapping[str, str], fmt: TemporalFormat) -> TemporalQuery:
-    """The facade's TemporalQuery; aggregation only for the aggregatedValues format."""
-    wanted = dict(parameters)
-    if fmt != "aggregatedValues":
-        for name in _AGGREGATION:
-            wanted.pop(name, None)
-    elif "aggrMethods" not in wanted:
-        raise BadRequestDataError("the aggregatedValues format needs aggrMethods")
-    return parse_temporal_query(wanted)
+    """The facade's TemporalQuery; aggregation (always checked) only for aggregatedValues."""
+    parsed = parse_temporal_query(parameters)
+    if fmt == "aggregatedValues":
+        if not parsed.aggr_methods:
+            raise BadRequestDataError("the aggregatedValues format needs aggrMethods")
+        return parsed
+    return replace(parsed, aggr_methods=(), aggr_period=None)
+
+
+def check_projection(parameters: Mapping[str, str]) -> None:
+    """pick/omit/attrs combinations 5.7.3.4 rejects, csf and orderBy (400 BadRequestData)."""
+    pick = parse_list(parameters.get("pick"), "pick") or frozenset()
+    omit = parse_list(parameters.get("omit"), "omit") or frozenset()
+    if pick & omit:
+        raise BadRequestDataError(f"{', '.join(sorted(pick & omit))} is in both pick and omit")
+    if (pick or omit) and parameters.get("attrs"):
+        raise BadRequestDataError("attrs cannot be combined with pick or omit")
+    if parameters.get("csf"):
+        parse_query({"q": parameters["csf"]}, max_limit=1_000_000)
+    order = parameters.get("orderBy")
+    if order is not None and order.split(";")[0] != "id":
+        raise BadRequestDataError("a temporal query can only be ordered by id")
+
+
+def has_instances(entity: Mapping[str, Any]) -> bool:
+    """Whether a temporal answer holds any instance (an aggregation always counts)."""
+    for name, value in entity.items():
+        if name in ("id", "type", "scope", "@context", "createdAt", "modifiedAt"):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, Mapping):
+                return True
+            lists = [v for k, v in item.items() if k not in ("type", "datasetId")]
+            if not lists or any(not isinstance(v, list) or v for v in lists):
+                return True
+    return False
 
 
 def window_of(query: TemporalQuery) -> Window:
@@ -170,6 +204,14 @@ def query_body_parameters(body: object) -> dict[str, str]:
             for name in ("timerel", "timeAt", "endTimeAt", "timeproperty", "lastN")
         },
     }
+    aggregation = body.get("aggrParams") or {}
+    if not isinstance(aggregation, dict):
+        raise BadRequestDataError("aggrParams must be an object")
+    for name in _AGGREGATION:
+        value = aggregation.get(name, temporal.get(name))
+        if isinstance(value, list):
+            value = ",".join(str(item) for item in value)
+        found[name] = value
     if geo.get("coordinates") is not None:
         coordinates = geo["coordinates"]
         found["coordinates"] = (
@@ -193,6 +235,8 @@ def build(services: ApiServices) -> APIRouter:
     ) -> Response:
         media_type = choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
         rendered = [compactor.entity(entity) for entity in page.entities]
+        if single and not rendered[0]:
+            raise ResourceNotFoundError("pick and omit leave nothing of the entity")
         all_headers = dict(headers or {})
         if page.content_range is not None:
             all_headers["Content-Range"] = page.content_range
@@ -222,6 +266,7 @@ def build(services: ApiServices) -> APIRouter:
     ) -> Response:
         choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
         fmt, sys_attrs = temporal_format(options, format_)
+        check_projection(parameters)
         if not local and not any(parameters.get(name) for name in _SELECTING):
             raise BadRequestDataError(
                 "a temporal query needs at least one of type, attrs, q, geoQ or scopeQ"
@@ -250,10 +295,15 @@ def build(services: ApiServices) -> APIRouter:
         headers = {}
         if parameters.get("count") == "true" and page.count is not None:
             headers["NGSILD-Results-Count"] = str(page.count)
+        found = page.entities
+        if temporal.timerel is not None:
+            # Entities chosen on their current state but without an instance in the
+            # window are not part of the temporal evolution asked for.
+            found = [entity for entity in found if has_instances(entity)]
         return answer(
             request,
             terms,
-            cap(page.entities, fmt, temporal),
+            cap(found, fmt, temporal),
             compactor,
             single=False,
             headers=headers,
@@ -275,6 +325,8 @@ def build(services: ApiServices) -> APIRouter:
         geometry: str | None = None,
         coordinates: str | None = None,
         geoproperty: str | None = None,
+        csf: str | None = None,
+        orderBy: str | None = None,  # noqa: N803
         options: OptionsParam = None,
         format: FormatParam = None,
         pick: PickParam = None,
@@ -311,6 +363,8 @@ def build(services: ApiServices) -> APIRouter:
         document = await read_document(request, max_bytes=settings.max_request_bytes)
         terms = await services.terms(document.context)
         parameters = {**request.query_params, **query_body_parameters(document.body)}
+        if "aggrMethods" in parameters and format is None and not options:
+            format = "aggregatedValues"  # the body's aggrParams ask for aggregation
         return await run_query(request, tenant, parameters, terms, options, format, local)
 
     @router.post(
@@ -353,6 +407,7 @@ def build(services: ApiServices) -> APIRouter:
         check_entity_id(entityId)
         choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
         fmt, sys_attrs = temporal_format(options, format)
+        check_projection(request.query_params)
         temporal = temporal_query(request.query_params, fmt)
         terms = await request_terms(services, request)
         names = expand_attrs(terms, attrs)
@@ -374,6 +429,8 @@ def build(services: ApiServices) -> APIRouter:
             omit=parse_list(omit, "omit"),
             lang=lang,
         )
+        if names is not None and set(entity) <= {"id", "type", "scope"}:
+            raise ResourceNotFoundError(f"entity {entityId} has none of the attributes {attrs}")
         return answer(request, terms, cap([entity], fmt, temporal), compactor, single=True)
 
     @router.delete(
