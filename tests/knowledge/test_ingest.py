@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -284,3 +285,54 @@ def test_text_values_with_tabs_newlines_and_backslashes_survive_copy(
         )
     assert stored == tricky
     assert current_values(knowledge_store)[("urn:ngsi-ld:WeatherObserved:1", "note")] == tricky
+
+
+def test_two_relays_publish_each_event_once_in_order(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    listener = bus.subscribe("test-listener", [ENTITIES_CHANGED.name])
+    relays = [OutboxRelay(knowledge_store, bus, interval=0.1) for _ in range(2)]
+    for relay in relays:
+        relay.start()
+    try:
+        for minute in range(5):
+            publish(bus, [observation("urn:ngsi-ld:WeatherObserved:1", minute)])
+            consume_all(bus, knowledge_store)
+        received: list[int] = []
+        deadline = time.monotonic() + 10
+        while len(received) < 5 and time.monotonic() < deadline:
+            received.extend(
+                ENTITIES_CHANGED.decode(d.value).payload.entity[VOCAB + "temperature"]["value"]
+                for d in listener.poll(10, timeout=0.2)
+            )
+        time.sleep(0.5)
+        assert sorted(relay.leader for relay in relays) == [False, True]
+        received.extend(
+            ENTITIES_CHANGED.decode(d.value).payload.entity[VOCAB + "temperature"]["value"]
+            for d in listener.poll(10, timeout=0.2)
+        )
+    finally:
+        for relay in relays:
+            relay.stop()
+    assert received == [20.0, 21.0, 22.0, 23.0, 24.0]
+    with knowledge_store.engine.connect() as connection:
+        assert connection.execute(select(outbox.c.id).where(outbox.c.sent_at.is_(None))).all() == []
+
+
+def test_an_entity_deleted_through_the_api_comes_back_with_new_observations(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    from cityos_knowledge.service import KnowledgeService
+
+    publish(bus, [observation("urn:ngsi-ld:WeatherObserved:1", 0)])
+    consume_all(bus, knowledge_store)
+    KnowledgeService(knowledge_store).delete_entity(None, "urn:ngsi-ld:WeatherObserved:1")
+    publish(bus, [observation("urn:ngsi-ld:WeatherObserved:1", 5, temperature=30.0)])
+    consume_all(bus, knowledge_store)
+    document = entity_documents(knowledge_store)["urn:ngsi-ld:WeatherObserved:1"]
+    assert document[VOCAB + "temperature"]["value"] == 30.0
+    assert [e["payload"]["change"] for e in outbox_events(knowledge_store)] == [
+        "created",
+        "deleted",
+        "created",
+    ]
