@@ -15,6 +15,7 @@ from cityos_knowledge.service import (
     NotFoundError,
     NotUpdated,
     parse_entity_query,
+    parse_temporal_query,
 )
 from cityos_knowledge.store.database import KnowledgeStore
 from tests.knowledge.ingest_helpers import outbox_events
@@ -433,3 +434,20 @@ def test_a_tenant_never_sees_another_tenants_data(knowledge_service: KnowledgeSe
         knowledge_service.query_entities("city-never-written", everything)
     # The default tenant is implicit: empty, never 404, even before anything is written.
     assert knowledge_service.query_entities(None, everything).entities == []
+
+
+def test_a_write_reaching_new_history_months_mid_transaction_gets_their_partitions(
+    knowledge_service: KnowledgeService,
+) -> None:
+    # The first entity's instance goes into a partition created for it; the second needs
+    # another one while the batch transaction already holds its lock on the history table.
+    old = [
+        sensor(n, **{TEMPERATURE: {"type": "Property", "value": n, "observedAt": at}})
+        for n, at in ((1, "2019-01-15T10:00:00Z"), (2, "2018-06-15T10:00:00Z"))
+    ]
+    result = knowledge_service.batch_create("city", old)
+    assert result.success == ["urn:ngsi-ld:Sensor:1", "urn:ngsi-ld:Sensor:2"]
+    history = knowledge_service.retrieve_temporal(
+        "city", "urn:ngsi-ld:Sensor:2", parse_temporal_query({})
+    )
+    assert [i["observedAt"] for i in history[TEMPERATURE]] == ["2018-06-15T10:00:00Z"]
