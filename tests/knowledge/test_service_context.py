@@ -363,6 +363,7 @@ def test_batch_operations_report_each_entity(
         "city", [sensor(1), sensor(2), sensor(1), {"id": "bad id", "type": SENSOR}]
     )
     assert created.success == ["urn:ngsi-ld:Sensor:1", "urn:ngsi-ld:Sensor:2"]
+    assert created.created == created.success
     assert [(e.entity_id, type(e.error).__name__) for e in created.errors] == [
         ("urn:ngsi-ld:Sensor:1", "AlreadyExistsError"),
         ("bad id", "BadRequestDataError"),
@@ -374,6 +375,7 @@ def test_batch_operations_report_each_entity(
         replace=False,
     )
     assert upserted.success == ["urn:ngsi-ld:Sensor:2", "urn:ngsi-ld:Sensor:3"]
+    assert upserted.created == ["urn:ngsi-ld:Sensor:3"]
     assert knowledge_service.retrieve_entity("city", "urn:ngsi-ld:Sensor:2")[NAME]["value"] == "n"
 
     updated = knowledge_service.batch_update(

@@ -270,17 +270,24 @@ class KnowledgeService:
     def batch_create(self, tenant: str | None, items: Sequence[Mapping[str, Any]]) -> BatchResult:
         """POST /entityOperations/create."""
 
+        created: list[str] = []
+
         def step(writer: ContextWriter, item: Mapping[str, Any]) -> str:
             entity = parse_entity(item)
             writer.create(entity)
+            created.append(entity.id)
             return entity.id
 
-        return self._batch(tenant, items, step)
+        result = self._batch(tenant, items, step)
+        result.created = [i for i in created if i in result.success]
+        return result
 
     def batch_upsert(
         self, tenant: str | None, items: Sequence[Mapping[str, Any]], *, replace: bool = True
     ) -> BatchResult:
         """POST /entityOperations/upsert (``options=replace`` default, or ``update``)."""
+
+        created: list[str] = []
 
         def step(writer: ContextWriter, item: Mapping[str, Any]) -> str:
             entity = parse_entity(item)
@@ -291,9 +298,13 @@ class KnowledgeService:
                     writer.replace(entity)
                 else:
                     writer.append(entity.id, entity, no_overwrite=False)
+            else:
+                created.append(entity.id)
             return entity.id
 
-        return self._batch(tenant, items, step)
+        result = self._batch(tenant, items, step)
+        result.created = [i for i in created if i in result.success]
+        return result
 
     def batch_update(
         self, tenant: str | None, items: Sequence[Mapping[str, Any]], *, no_overwrite: bool = False

@@ -26,10 +26,15 @@ class BatchError:
 
 @dataclass
 class BatchResult:
-    """The ids that succeeded, and the errors of those that did not."""
+    """The ids that succeeded, and the errors of those that did not.
+
+    ``created`` lists the successful ids that did not exist before (an upsert answers 201
+    only for those).
+    """
 
     success: list[str] = field(default_factory=list)
     errors: list[BatchError] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
 
 
 #: Applies one item with the writer and returns the entity id it concerned.
