@@ -263,3 +263,10 @@ def test_string_geometry_and_explicit_default_dataset_are_accepted(terms: TermMa
     expanded = Expander(terms).entity(entity)
     assert expanded[NGSI_LD + "location"]["value"] == {"type": "Point", "coordinates": [1, 2]}
     assert "datasetId" not in expanded[DEFAULT + "speed"]
+
+
+def test_projected_entity_without_id_or_type_renders(terms: TermMap) -> None:
+    projected = {DEFAULT + "speed": {"type": "Property", "value": 3}}
+    assert Compactor(terms, Representation()).entity(projected) == {
+        "speed": {"type": "Property", "value": 3}
+    }

@@ -74,9 +74,12 @@ class Compactor:
         self.rep = representation
 
     def entity(self, entity: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": entity["id"]}
+        out: dict[str, Any] = {}
+        if "id" in entity:  # a projection (pick) may have left it out
+            out["id"] = entity["id"]
         types = [self.terms.compact(t) for t in _as_list(entity.get("type"))]
-        out["type"] = types[0] if len(types) == 1 else types
+        if types:
+            out["type"] = types[0] if len(types) == 1 else types
         if entity.get("scope"):
             scopes = _as_list(entity["scope"])
             out["scope"] = scopes[0] if len(scopes) == 1 else scopes
@@ -166,7 +169,7 @@ class Compactor:
             geometry = geometry_attribute.get("value")
         properties = {k: v for k, v in rendered.items() if k != "id"}
         return {
-            "id": entity["id"],
+            "id": entity.get("id"),
             "type": "Feature",
             "geometry": geometry,
             "properties": properties,
