@@ -253,8 +253,9 @@ def test_purge_discovery_and_tenants(ngsi_client: TestClient) -> None:
     assert {d["typeName"] for d in details} == {"Building", "Vehicle"}
     # tenant isolation: each tenant sees its own entities only
     b = {"NGSILD-Tenant": "city-b"}
-    in_b = ngsi_client.get(f"{API}/entities", params={"type": "Vehicle"}, headers=b).json()
-    assert [e["id"] for e in in_b] == ["urn:ngsi-ld:Vehicle:51"]
+    response_b = ngsi_client.get(f"{API}/entities", params={"type": "Vehicle"}, headers=b)
+    assert response_b.headers["NGSILD-Tenant"] == "city-b"  # echoed (6.3.14)
+    assert [e["id"] for e in response_b.json()] == ["urn:ngsi-ld:Vehicle:51"]
     hidden = ngsi_client.get(f"{API}/entities/urn:ngsi-ld:Vehicle:51")
     assert hidden.status_code == 404
     unknown = ngsi_client.get(

@@ -31,6 +31,7 @@ from cityos_interoperability.ngsild.errors import (
     error_for_status,
     problem_response,
 )
+from cityos_interoperability.ngsild.tenant import TENANT_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class NgsiLdRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 self._check_preconditions(request)
-                return await handler(request)
+                response = await handler(request)
             except NgsiLdError as exc:
                 return problem_response(exc)
             except RequestValidationError as exc:
@@ -86,6 +87,11 @@ class NgsiLdRoute(APIRoute):
                 return problem_response(
                     InternalError(f"internal error ({type(exc).__name__}); see the server log")
                 )
+            # 6.3.14: a request's NGSILD-Tenant header is also present in the response.
+            tenant = request.headers.get(TENANT_HEADER)
+            if tenant and response.status_code < 400:
+                response.headers[TENANT_HEADER] = tenant
+            return response
 
         return handle
 
