@@ -270,3 +270,19 @@ def test_projected_entity_without_id_or_type_renders(terms: TermMap) -> None:
     assert Compactor(terms, Representation()).entity(projected) == {
         "speed": {"type": "Property", "value": 3}
     }
+
+
+def test_object_list_accepts_both_entry_forms_and_shows_objects(terms: TermMap) -> None:
+    entity = {
+        "id": "urn:ngsi-ld:Road:R",
+        "type": "Road",
+        "segments": {
+            "type": "ListRelationship",
+            "objectList": ["urn:ngsi-ld:Seg:1", {"object": "urn:ngsi-ld:Seg:2"}],
+        },
+    }
+    shown = Compactor(terms, Representation()).entity(Expander(terms).entity(entity))
+    assert shown["segments"]["objectList"] == [
+        {"object": "urn:ngsi-ld:Seg:1"},
+        {"object": "urn:ngsi-ld:Seg:2"},
+    ]

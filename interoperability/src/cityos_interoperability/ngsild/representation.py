@@ -116,6 +116,10 @@ class Compactor:
                 kind, main = "Property", "value"
                 tag, main_value = chosen
                 body["lang"] = tag
+        if kind == "ListRelationship" and isinstance(main_value, list):
+            main_value = [
+                {"object": item} if isinstance(item, str) else item for item in main_value
+            ]
         if self.rep.format == "keyValues":
             return main_value
         for member, member_value in attribute.items():
