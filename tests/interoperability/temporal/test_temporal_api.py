@@ -347,3 +347,20 @@ def test_entities_without_instances_in_the_window_are_left_out(
     )
     assert [entity["id"] for entity in response.json()] == [late]
     assert early != late
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/temporal/entities//attrs"),
+        ("DELETE", "/temporal/entities//attrs/speed"),
+        ("DELETE", "/temporal/entities/urn:ngsi-ld:X:1/attrs//urn:ngsi-ld:attribute:instance:1"),
+        ("PATCH", "/temporal/entities//attrs/speed/urn:ngsi-ld:attribute:instance:1"),
+        ("DELETE", "/temporal/entities/urn:ngsi-ld:X:1/attrs/%2E%2E"),
+    ],
+)
+def test_empty_or_dot_path_segments_are_bad_request_data(
+    shared_ngsi_client: TestClient, method: str, path: str
+) -> None:
+    response = shared_ngsi_client.request(method, f"{API}{path}", json={"a": 1})
+    problem(response, 400, "BadRequestData")

@@ -40,6 +40,7 @@ from cityos_interoperability.ngsild.errors import (
 )
 from cityos_interoperability.ngsild.facade import parse_query
 from cityos_interoperability.ngsild.jsonld.context import TermMap
+from cityos_interoperability.ngsild.jsonld.expansion import check_name
 from cityos_interoperability.ngsild.negotiation import (
     JSON,
     JSON_LD,
@@ -484,7 +485,7 @@ def build(services: ApiServices) -> APIRouter:
         """Delete the history of an attribute (one datasetId, or all with deleteAll)."""
         check_entity_id(entityId)
         terms = await request_terms(services, request)
-        name = terms.expand(attrId)
+        name = attribute_name(terms, attrId)
         await run_in_threadpool(
             lambda: facade_of(services).delete_temporal_attribute(
                 tenant, entityId, name, dataset_id=datasetId, delete_all=deleteAll
@@ -510,8 +511,8 @@ def build(services: ApiServices) -> APIRouter:
         check_entity_id(entityId)
         document = await read_document(request, max_bytes=settings.max_request_bytes)
         terms = await services.terms(document.context)
+        name = attribute_name(terms, attrId)
         partial = expand_instance(terms, attrId, document.body)
-        name = terms.expand(attrId)
         await run_in_threadpool(
             facade_of(services).modify_attribute_instance,
             tenant,
@@ -538,10 +539,30 @@ def build(services: ApiServices) -> APIRouter:
         """Delete one attribute instance."""
         check_entity_id(entityId)
         terms = await request_terms(services, request)
-        name = terms.expand(attrId)
+        name = attribute_name(terms, attrId)
         await run_in_threadpool(
             facade_of(services).delete_attribute_instance, tenant, entityId, name, instanceId
         )
         return no_content()
 
+    @router.api_route(
+        "/temporal/entities/{rest:path}",
+        methods=["GET", "POST", "PATCH", "DELETE"],
+        include_in_schema=False,
+        dependencies=READ,
+    )
+    async def unmatched_temporal_path(request: Request, rest: str) -> Response:
+        """Paths under /temporal/entities that name no resource."""
+        path = request.url.path
+        if "//" in path or path.endswith("/"):
+            raise BadRequestDataError("an entity id, attribute name or instance id is empty")
+        raise ResourceNotFoundError(f"{path} names no temporal resource")
+
     return router
+
+
+def attribute_name(terms: TermMap, name: str) -> str:
+    """An attribute name from the path, expanded (``.``/``..`` and bad names are 400)."""
+    if name in (".", "..") or "/" in name:
+        raise BadRequestDataError(f"{name!r} is not an attribute name")
+    return terms.expand(check_name(name, "attribute name"))
