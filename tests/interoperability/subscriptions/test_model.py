@@ -172,3 +172,10 @@ def test_invalid_updates_are_bad_request_data(fragment: dict[str, Any]) -> None:
     document = check_subscription(VALID, now=NOW)
     with pytest.raises(BadRequestDataError):
         merge_subscription(document, fragment, now=NOW)
+
+
+def test_q_is_decoded_like_a_query_string() -> None:
+    document = check_subscription(with_members(q='name=="Eiffel%20Tower"'), now=NOW)
+    subscription = Subscription.from_document(None, document, None)
+    assert subscription.filter_parameters() == {"q": 'name=="Eiffel Tower"'}
+    assert document["q"] == 'name=="Eiffel%20Tower"'  # kept as written

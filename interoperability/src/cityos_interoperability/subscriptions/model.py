@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import orjson
 
@@ -462,12 +463,16 @@ class Subscription:
         return "active" if self.is_active else "paused"
 
     def filter_parameters(self) -> dict[str, str]:
-        """``q``, ``scopeQ`` and ``geoQ`` as Query Entities parameters (empty: no filter)."""
+        """``q``, ``scopeQ`` and ``geoQ`` as Query Entities parameters (empty: no filter).
+
+        ``q`` and ``scopeQ`` are written as in a query string, so percent-escapes
+        (``name=="Eiffel%20Tower"``) are decoded as a query string's would be.
+        """
         parameters: dict[str, str] = {}
         if self.q:
-            parameters["q"] = self.q
+            parameters["q"] = unquote(self.q)
         if self.scope_q:
-            parameters["scopeQ"] = self.scope_q
+            parameters["scopeQ"] = unquote(self.scope_q)
         if self.geo_q:
             parameters.update(geo_parameters(self.geo_q))
         return parameters

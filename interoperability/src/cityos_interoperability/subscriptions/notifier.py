@@ -11,12 +11,14 @@ Idle workers end after a minute.
 
 The subscription's status (``timesSent``, ``timesFailed``, ``lastNotification``,
 ``lastSuccess``, ``lastFailure``, ``status``) is summed in memory and written by
-:meth:`SubscriptionStore.record` every ``flush_interval`` seconds and at stop.
+:meth:`SubscriptionStore.record` as soon as it changes — one statement for everything that
+changed meanwhile, so under load the writes coalesce — and at stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -93,6 +95,7 @@ class Notifier:
         self._workers: set[asyncio.Task[None]] = set()
         self._outcomes: dict[tuple[str | None, str], Outcome] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._dirty: asyncio.Event
 
     def _default_transports(self) -> Mapping[str, Transport]:
         timeout = self._settings.notification_timeout_seconds
@@ -111,6 +114,7 @@ class Notifier:
         asyncio.set_event_loop(loop)
         self._loop = loop
         self._transports = self._make_transports()
+        self._dirty = asyncio.Event()
         self._flusher = loop.create_task(self._flush_periodically())
         self._ready.set()
         try:
@@ -203,9 +207,9 @@ class Notifier:
         notification = job.notification
         scheme = notification.endpoint.scheme
         transport = self._transports.get(scheme)
-        outcome = self._outcome(notification)
         now = datetime.now(UTC)
         if job.attempt == 1:
+            outcome = self._outcome(notification)
             outcome.sent += 1
             outcome.last_notification = now
         if transport is None:
@@ -218,13 +222,13 @@ class Notifier:
             if job.attempt >= self._settings.notification_attempts or not exc.retryable:
                 self._fail(notification, exc.reason, now)
                 return
-            outcome.attempt(now, ok=False, reason=exc.reason)
+            self._outcome(notification).attempt(now, ok=False, reason=exc.reason)
             self._retry_later(_Job(notification, job.attempt + 1))
         except Exception as exc:  # a transport bug must not kill the endpoint's worker
             logger.exception("notification to %s failed", notification.endpoint.uri)
             self._fail(notification, f"internal error: {type(exc).__name__}", now)
         else:
-            outcome.attempt(datetime.now(UTC), ok=True)
+            self._outcome(notification).attempt(datetime.now(UTC), ok=True)
             NOTIFICATIONS.labels(scheme, "sent").inc()
 
     def _retry_later(self, job: _Job) -> None:
@@ -251,6 +255,11 @@ class Notifier:
         )
 
     def _outcome(self, notification: Notification) -> Outcome:
+        """The pending status change of the notification's subscription (to be written).
+
+        Look it up for every change: a flush may have taken the previous one meanwhile.
+        """
+        self._dirty.set()
         key = (notification.tenant, notification.subscription_id)
         outcome = self._outcomes.get(key)
         if outcome is None:
@@ -260,12 +269,16 @@ class Notifier:
     # -- status ----------------------------------------------------------------------------
 
     async def _flush_periodically(self) -> None:
+        """Write the status as soon as it changes (one statement per round), or retry."""
         while True:
-            await asyncio.sleep(self._flush_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self._flush_interval)
+            self._dirty.clear()
             try:
                 await self._flush()
             except Exception:
                 logger.exception("writing the notification status failed; will retry")
+                await asyncio.sleep(self._flush_interval)
 
     async def _flush(self) -> None:
         if not self._outcomes:
