@@ -364,3 +364,12 @@ def test_empty_or_dot_path_segments_are_bad_request_data(
 ) -> None:
     response = shared_ngsi_client.request(method, f"{API}{path}", json={"a": 1})
     problem(response, 400, "BadRequestData")
+
+
+def test_a_trailing_slash_still_reaches_the_collection(shared_ngsi_client: TestClient) -> None:
+    kind = vehicle_type()
+    response = shared_ngsi_client.post(
+        f"{API}/temporal/entities/",
+        json={"id": f"urn:ngsi-ld:{kind}:1", "type": kind, "speed": instances([1])},
+    )
+    assert response.status_code == 201, response.text

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from cityos_interoperability.ngsild.api.common import (
     AttrsParam,
@@ -554,6 +554,8 @@ def build(services: ApiServices) -> APIRouter:
     async def unmatched_temporal_path(request: Request, rest: str) -> Response:
         """Paths under /temporal/entities that name no resource."""
         path = request.url.path
+        if not rest:  # /temporal/entities/ : what the application's slash redirect does
+            return RedirectResponse(request.url.replace(path=path.rstrip("/")), status_code=307)
         if "//" in path or path.endswith("/"):
             raise BadRequestDataError("an entity id, attribute name or instance id is empty")
         raise ResourceNotFoundError(f"{path} names no temporal resource")
