@@ -16,13 +16,16 @@ Madrid). Then, from a single client, it measures one page (limit 20, ordered by 
     execute, fetch (SQLAlchemy on psycopg2);
 (b) the same query hand-written in SQL, with the same plan shape (geo candidates first),
     run with a psycopg2 cursor: the floor, without any Python query building;
-(c) as (a) with count=true (the total comes with the page: ``with_total``).
+(c) as (a) with count=true (the total comes with the page: ``with_total``);
+(d) as (a) without ``prefer_serial_plans``: PostgreSQL may start parallel workers.
 
-Each round runs (a), (b) and (c) on the same random point, in a rotating order, so the
-database's caches favour none of them. With
-``--proposed-index`` the three are measured again after adding a GiST index on
-``attributes (name, geometry)`` (``btree_gist``), which the store does not have yet: it
-shows what that index would change. Figures — queries per second, p50/p95/p99 latency —
+(a), (c) and (d) open one transaction per query, as the facade does per request; (b) runs
+in autocommit with parallel workers off.
+
+Each round runs the four on the same random point, in a rotating order, so the database's
+caches favour none of them. With ``--proposed-index`` they are measured again after adding
+a GiST index on ``attributes (name, geometry)`` (``btree_gist``), which the store does not
+have yet: it shows what that index would change. Figures — queries per second, p50/p95/p99 latency —
 are printed, never asserted (``docs/performance.md``).
 """
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import math
 import random
 import shutil
@@ -50,7 +54,12 @@ from cityos_kernel.database import libpq_url
 from cityos_knowledge.entities.attributes import attribute_row
 from cityos_knowledge.entities.repository import insert_new_entities, refresh_documents
 from cityos_knowledge.layer import KnowledgeLayer
-from cityos_knowledge.query import count_entities, parse_entity_query, select_entities
+from cityos_knowledge.query import (
+    count_entities,
+    parse_entity_query,
+    prefer_serial_plans,
+    select_entities,
+)
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import attributes, entities
 
@@ -182,17 +191,24 @@ def measure(store: KnowledgeStore, schema: str, url: str, queries: int) -> None:
     package = Measured("(a) query package (parse+build+execute)")
     raw = Measured("(b) hand-written SQL, psycopg2 cursor")
     counted = Measured("(c) query package with count=true")
+    parallel = Measured("(d) as (a), parallel plans allowed")
     raw_connection = psycopg2.connect(libpq_url(url))
+    raw_connection.autocommit = True
     raw_sql = RAW_SQL.format(schema=f'"{schema}"')
     with store.engine.connect() as connection, raw_connection.cursor() as cursor:
         bound = bind_schema(connection, schema)
+        cursor.execute("SET max_parallel_workers_per_gather = 0")
 
         def through_package(params: dict[str, str]) -> int:
-            query = parse_entity_query(params)
-            statement = select_entities(query, expand=expand, with_total=query.count)
-            rows = bound.execute(statement).all()
-            if query.count and not rows:
-                bound.execute(count_entities(query, expand=expand)).scalar_one()
+            # One transaction per query, as the facade opens one per request.
+            with bound.begin():
+                if "serial" in params:
+                    prefer_serial_plans(bound)
+                query = parse_entity_query(params)
+                statement = select_entities(query, expand=expand, with_total=query.count)
+                rows = bound.execute(statement).all()
+                if query.count and not rows:
+                    bound.execute(count_entities(query, expand=expand)).scalar_one()
             return len(rows)
 
         def hand_written(params: dict[str, str]) -> int:
@@ -219,26 +235,25 @@ def measure(store: KnowledgeStore, schema: str, url: str, queries: int) -> None:
 
         rng = random.Random(7)
         for warm in range(200):  # plans, caches and SQLAlchemy's statement cache
-            through_package(parameters(rng, count=warm % 2 == 0))
+            through_package({**parameters(rng, count=warm % 2 == 0), "serial": "yes"})
             hand_written(parameters(rng))
         rng = random.Random(11)
         variants: list[tuple[Measured, Callable[[dict[str, str]], int], dict[str, str]]] = [
-            (package, through_package, {}),
+            (package, through_package, {"serial": "yes"}),
             (raw, hand_written, {}),
-            (counted, through_package, {"count": "true"}),
+            (counted, through_package, {"count": "true", "serial": "yes"}),
+            (parallel, through_package, {}),
         ]
         for round_number in range(queries):
             params = parameters(rng)
-            # The same point for the three, in a rotating order: whichever runs first reads
-            # the pages the others then find in shared buffers.
+            # The same point for every variant, in a rotating order: whichever runs first
+            # reads the pages the others then find in shared buffers.
             start = round_number % len(variants)
             for measured, call, extra in variants[start:] + variants[:start]:
                 measured.run(call, {**params, **extra})
-        connection.rollback()
     raw_connection.close()
-    print(package.report())
-    print(raw.report())
-    print(counted.report())
+    for measured in (package, raw, counted, parallel):
+        print(measured.report())
     ratio = statistics.fmean(raw.latencies) / statistics.fmean(package.latencies)
     print(f"query package throughput = {ratio:.0%} of the hand-written SQL")
 
@@ -286,11 +301,19 @@ def main() -> None:
     args = parser.parse_args()
     with database(args.database_url) as url:
         upgrade(url, [KnowledgeLayer()])
+        loader = KnowledgeStore.from_url(url)
+        try:
+            schema = loader.tenants.ensure(args.tenant)
+            if _entity_count(loader, schema) != args.entities:  # reuse a --database-url run
+                populate(loader, schema, args.entities)
+        finally:
+            loader.close()
+        # Measure as a serving process would: without the loader's engine, its statement
+        # cache of 5,000-row inserts and their garbage (they slowed every query 2x).
+        del loader
+        gc.collect()
         store = KnowledgeStore.from_url(url)
         try:
-            schema = store.tenants.ensure(args.tenant)
-            if _entity_count(store, schema) != args.entities:  # reuse a --database-url run
-                populate(store, schema, args.entities)
             measure(store, schema, url, args.queries)
             if args.proposed_index:
                 add_proposed_index(store, schema)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from cityos_knowledge.query import build_entity_filter, parse_entity_query, select_entities
+from cityos_knowledge.query import (
+    build_entity_filter,
+    parse_entity_query,
+    prefer_serial_plans,
+    select_entities,
+)
 from cityos_knowledge.store.tables import attributes, entities
 from tests.knowledge.query.city import (
     AIR_BARCELONA,
@@ -113,3 +118,14 @@ def test_the_filter_keeps_its_meaning_in_a_statement_that_reads_attributes(city:
     with city.connect() as connection:
         rows = connection.execute(statement).all()
     assert [(row.entity_id, row.name) for row in rows] == [(AIR_SOL, VOCAB + "reliable")]
+
+
+def test_serial_plans_last_for_the_transaction_only(city: City) -> None:
+    show = text("SHOW max_parallel_workers_per_gather")
+    with city.engine.connect() as connection:
+        default = connection.execute(show).scalar_one()
+        connection.commit()
+        with connection.begin():
+            prefer_serial_plans(connection)
+            assert connection.execute(show).scalar_one() == "0"
+        assert connection.execute(show).scalar_one() == default != "0"

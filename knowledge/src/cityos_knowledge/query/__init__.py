@@ -30,9 +30,12 @@ in three steps:
    ``build_entity_filter`` is a clause over ``entities`` (live entities only) that can be
    combined with other clauses or used in DELETE/UPDATE statements (purge).
 
-3. **Execute** in the caller's transaction. The only database error a query can raise on
-   its own is SQLSTATE ``2201B`` (``invalid_regular_expression``) for a malformed ``~=``
-   pattern or ``idPattern``: report it as BadRequestData.
+3. **Execute** in the caller's transaction, after :func:`prefer_serial_plans` (``SET LOCAL
+   max_parallel_workers_per_gather = 0``: parallel workers cost ten times what these queries
+   do). The only database error a query can raise on its own is SQLSTATE ``2201B``
+   (``invalid_regular_expression``) for a malformed ``~=`` pattern or ``idPattern``: report
+   it as BadRequestData. ``select_entities(..., with_total=True)`` returns the total for
+   ``count=true`` in the same execution.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from cityos_knowledge.query.selectors import (
     parse_scope_query,
     parse_type_selection,
 )
+from cityos_knowledge.query.session import prefer_serial_plans
 from cityos_knowledge.query.targets import Expander
 
 INVALID_REGULAR_EXPRESSION = "2201B"
@@ -75,5 +79,6 @@ __all__ = [
     "parse_q",
     "parse_scope_query",
     "parse_type_selection",
+    "prefer_serial_plans",
     "select_entities",
 ]

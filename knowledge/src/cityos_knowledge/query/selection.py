@@ -50,7 +50,7 @@ def build_entity_filter(query: EntityQuery, *, expand: Expander = unexpanded) ->
     """The clause selecting the live entities ``query`` matches (bound parameters only)."""
     clauses: list[Condition] = [LIVE_ENTITY]
     if query.ids:
-        clauses.append(entities.c.id.in_(query.ids))
+        clauses.append(entities.c.id == any_(_text_array(list(query.ids))))
     if query.id_pattern is not None:
         clauses.append(entities.c.id.bool_op("~")(literal(query.id_pattern, Text)))
     if query.types is not None:
@@ -59,7 +59,7 @@ def build_entity_filter(query: EntityQuery, *, expand: Expander = unexpanded) ->
         clauses.append(scope_condition(query.scope_q))
     if query.attrs:
         names = [expand(name) for name in query.attrs]
-        clauses.append(attribute_exists(attributes.c.name.in_(names)))
+        clauses.append(attribute_exists(attributes.c.name == any_(_text_array(names))))
     if query.q is not None:
         clauses.append(q_condition(query.q, expand))
     if query.geo is not None:

@@ -18,7 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Date, Float, Text, Time, case, cast, exists, func, literal, null, select
+from sqlalchemy import (
+    Date,
+    Float,
+    Text,
+    Time,
+    any_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    null,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, JSONPATH, TIMESTAMP
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -170,7 +183,7 @@ def _value_target(columns: Any, members: tuple[str, ...]) -> Target:
         json=columns.value,
         number=columns.value_number,
         text=columns.value_text,
-        relationship=columns.kind.in_(("Relationship", "ListRelationship")),
+        relationship=_is_relationship(columns.kind),
         language_map=columns.kind == "LanguageProperty",
     )
 
@@ -180,13 +193,19 @@ def _members_of(value: ColumnElement[Any], members: tuple[str, ...], kind: Any) 
         return Target(
             present=value.is_not(None),
             json=value,
-            relationship=kind.in_(("Relationship", "ListRelationship")),
+            relationship=_is_relationship(kind),
             language_map=kind == "LanguageProperty",
         )
     if members == ("*",):
         return Target(present=func.jsonb_typeof(value) == "object", json=value, any_language=True)
     member = value.op("#>")(literal(list(members), ARRAY(Text)))
     return Target(present=member.is_not(None), json=member)
+
+
+def _is_relationship(kind: ColumnElement[Any]) -> ColumnElement[bool]:
+    # An array parameter, not IN (...): SQLAlchemy re-renders "expanding" IN lists on every
+    # execution.
+    return kind == any_(literal(["Relationship", "ListRelationship"], ARRAY(Text)))
 
 
 def _metadata_target(columns: Any, metadata: str) -> Target:
