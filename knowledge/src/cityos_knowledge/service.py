@@ -61,6 +61,7 @@ from cityos_knowledge.query import (
     entity_document,
     entity_ordering,
     parse_entity_query,
+    prefer_serial_plans,
     select_entities,
 )
 from cityos_knowledge.settings import KnowledgeSettings
@@ -393,12 +394,22 @@ class KnowledgeService:
             if sys_attrs
             else entity_document(query, expand=expand)
         )
-        statement = select_entities(query, expand=expand, columns=[document])
-        with self._reading(tenant) as connection:
-            found = list(connection.execute(statement).scalars())
+        statement = select_entities(
+            query, expand=expand, columns=[document], with_total=query.count
+        )
+        with self._reading(tenant) as connection, connection.begin():
+            # Parallel workers cost more than they save on these short, indexed queries.
+            prefer_serial_plans(connection)
+            rows = connection.execute(statement).all()
+            found = [row[0] for row in rows]
             total = None
             if query.count:
-                total = int(connection.execute(count_entities(query, expand=expand)).scalar_one())
+                # The page carries the total; an empty page (offset past the end) cannot.
+                total = (
+                    int(rows[0][1])
+                    if rows
+                    else int(connection.execute(count_entities(query, expand=expand)).scalar_one())
+                )
         return EntityPage(found, total)
 
     @staticmethod
