@@ -195,7 +195,7 @@ class NotificationBuilder:
             compact = self.compactor.terms.compact(name)
             if compact not in rendered:
                 continue
-            rendered[compact] = _with_previous(rendered[compact], previous[name], self.compactor)
+            rendered[compact] = with_previous(rendered[compact], previous[name], self.compactor)
 
     def notification(self, entities: Sequence[dict[str, Any]], now: datetime) -> Notification:
         """The Notification with ``entities`` (already rendered) as its data."""
@@ -228,7 +228,8 @@ class NotificationBuilder:
         return Notification(subscription.tenant, subscription.id, endpoint, body, headers, now)
 
 
-def _with_previous(rendered: Any, previous: Any, compactor: Compactor) -> Any:
+def with_previous(rendered: Any, previous: Any, compactor: Compactor) -> Any:
+    """A rendered attribute with its previous main value (matched by datasetId)."""
     if isinstance(rendered, list):
         by_dataset = {
             item.get("datasetId"): item
@@ -236,7 +237,7 @@ def _with_previous(rendered: Any, previous: Any, compactor: Compactor) -> Any:
             if isinstance(item, Mapping)
         }
         return [
-            _with_previous(item, by_dataset.get(item.get("datasetId")), compactor)
+            with_previous(item, by_dataset.get(item.get("datasetId")), compactor)
             if isinstance(item, dict)
             else item
             for item in rendered
