@@ -5,10 +5,10 @@ from __future__ import annotations
 from cityos_interoperability.ngsild.jsonld.context import TermMap
 from cityos_interoperability.ngsild.representation import Compactor, Representation
 from cityos_interoperability.subscriptions.rendering import (
-    with_previous,
     deleted_instances,
     null_attribute,
     only_datasets,
+    with_previous,
 )
 
 NULL = "urn:ngsi-ld:null"
