@@ -151,3 +151,23 @@ def test_order_per_key_is_kept_through_the_runner(partitions: int) -> None:
     runner.stop()
     for values in seen.values():
         assert values == sorted(values)
+
+
+def test_the_runner_publishes_its_lag_for_monitoring() -> None:
+    from prometheus_client import REGISTRY
+
+    bus = MemoryBus(partitions=2)
+    release = threading.Event()
+    bus.publish([observation_record(f"urn:e:{i}", i) for i in range(10)])
+    runner = run(bus, lambda batch: release.wait(5), max_batch=1, poll_timeout=0.05)
+
+    def lag() -> float | None:
+        return REGISTRY.get_sample_value(
+            "cityos_bus_consumer_lag", {"group": "g", "topic": OBSERVATIONS.name}
+        )
+
+    release.set()
+    wait_until(lambda: sum(bus.committed("g").values()) == 10)
+    wait_until(lambda: lag() == 0)
+    runner.stop()
+    assert lag() == 0

@@ -380,3 +380,25 @@ def test_kafka_check_describes_the_cluster(kafka_bootstrap: str) -> None:
     finally:
         bus.close()
     assert "1 broker(s)" in description
+
+
+def test_lag_counts_what_the_member_has_not_received(
+    bus: Bus, topic: str, new_group: Callable[[], str]
+) -> None:
+    """Operators watch lag: published minus handed out, per topic, falling to zero."""
+    bus.publish(numbered_records(topic, keys(1), per_key=40))  # one key: one partition
+    subscription = bus.subscribe(new_group(), [topic])
+    try:
+        first = consume(subscription, 1)
+        # The member may have been handed more than one record by now; lag is what is left.
+        wait_until(lambda: topic in subscription.lag(), "a lag figure for the topic")
+        assert subscription.lag()[topic] == 40 - len(first)
+        rest = consume(subscription, 40 - len(first))
+        assert len(first) + len(rest) == 40
+        assert subscription.lag()[topic] == 0
+        bus.publish(numbered_records(topic, keys(1), per_key=5))
+        more = consume(subscription, 5)
+        assert [d.value for d in more] == [f"{keys(1)[0]}:{seq}".encode() for seq in range(5)]
+        wait_until(lambda: subscription.lag().get(topic) == 0, "lag back to zero")
+    finally:
+        subscription.close()

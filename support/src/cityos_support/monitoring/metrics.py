@@ -1,8 +1,8 @@
 """Prometheus metrics other layers update and the warning rules read.
 
 Defined once here (a metric may be registered only once per process): the interoperability
-layer counts notification deliveries per endpoint, and whoever can measure consumer lag
-(the bus adapter or a lag exporter) sets the lag gauge, and every layer that owns a
+layer counts notification deliveries per endpoint, the kernel's consumer loop sets the
+consumer lag gauge (re-exported here), and every layer that owns a
 database engine shows its pool with ``DB_POOLS.track("knowledge", engine)``.
 """
 
@@ -11,17 +11,17 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Engine
+
+# The consumer loop measures lag; the gauge lives in the kernel and is re-exported here.
+from cityos_kernel.bus.consumer import CONSUMER_LAG as CONSUMER_LAG
 
 NOTIFICATIONS = Counter(
     "cityos_notifications_total",
     "Subscription notifications sent, by endpoint and outcome (success/failure)",
     ["endpoint", "outcome"],
-)
-CONSUMER_LAG = Gauge(
-    "cityos_bus_consumer_lag", "Records not yet committed by a consumer group", ["group", "topic"]
 )
 DEAD_LETTERS_SEEN = Counter(
     "cityos_dead_letters_seen_total", "Dead letters received by the support layer", ["topic"]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pydantic import BaseModel
 
 from cityos_kernel.bus.port import Bus, CommitFailedError, Delivery, Record, Subscription
@@ -39,6 +39,11 @@ CONSUMED = Counter("cityos_bus_consumed_total", "Records handled and committed",
 DEAD_LETTERED = Counter(
     "cityos_bus_dead_lettered_total",
     "Records handed to the dead-letter handler",
+    ["group", "topic"],
+)
+CONSUMER_LAG = Gauge(
+    "cityos_bus_consumer_lag",
+    "Records published but not yet handed to a consumer group's members in this process",
     ["group", "topic"],
 )
 HANDLER_FAILURES = Counter(
@@ -156,6 +161,7 @@ class ConsumerRunner:
                 deliveries = subscription.poll(self._spec.max_batch, self._spec.poll_timeout)
                 if deliveries:
                     self.process(subscription, deliveries)
+                self._report_lag(subscription)
                 backoff = self._spec.retry_backoff[0]
             except CommitFailedError as exc:
                 logger.warning(
@@ -171,6 +177,12 @@ class ConsumerRunner:
                     logger.exception("consumer %s: rewind failed", self.name)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._spec.retry_backoff[1])
+
+    def _report_lag(self, subscription: Subscription) -> None:
+        for topic_name in self._topics:
+            behind = subscription.lag().get(topic_name)
+            if behind is not None:
+                CONSUMER_LAG.labels(self._spec.group, topic_name).set(behind)
 
     def process(self, subscription: Subscription, deliveries: Sequence[Delivery]) -> None:
         """Decode, dead-letter the invalid, hand the rest to the handler, then commit."""

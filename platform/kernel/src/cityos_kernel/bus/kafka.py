@@ -396,6 +396,24 @@ class KafkaSubscription:
             return set()
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    def lag(self) -> dict[str, int]:
+        if self.closed:
+            return {}
+        behind: dict[str, int] = {}
+        for tp in self._consumer.assignment():
+            # Both are local: the high watermark from the last fetch, our own position.
+            end = self._consumer.highwater(tp)
+            if end is None:
+                continue
+            try:
+                offset = self._consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue  # no position yet (just assigned): nothing to say
+            if offset is None:
+                continue
+            behind[tp.topic] = behind.get(tp.topic, 0) + max(0, int(end) - int(offset))
+        return behind
+
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
         if self.closed:
             return []

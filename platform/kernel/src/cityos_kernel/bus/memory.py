@@ -144,6 +144,14 @@ class MemorySubscription:
         with self._bus._lock:
             return set(self._assigned)
 
+    def lag(self) -> dict[str, int]:
+        with self._bus._lock:
+            behind: dict[str, int] = {}
+            for (topic, partition), position in self._assigned.items():
+                end = len(self._bus._logs[topic][partition])
+                behind[topic] = behind.get(topic, 0) + max(0, end - position)
+            return behind
+
     def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Delivery]:
         deadline = time.monotonic() + timeout
         lock = self._bus._lock

@@ -78,6 +78,14 @@ class Subscription(Protocol):
         """The (topic, partition) pairs this member currently owns."""
         ...
 
+    def lag(self) -> dict[str, int]:
+        """Records published but not yet handed to this member, per topic it owns.
+
+        Answered from what the member already knows (no round trip to the broker), so it
+        is cheap enough to read after every poll; a partition with no known end is left out.
+        """
+        ...
+
     def close(self) -> None:
         """Leave the group without committing anything further."""
         ...
