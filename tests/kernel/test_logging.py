@@ -48,3 +48,17 @@ def test_configuring_twice_does_not_duplicate_lines(restore_root_logger: object)
     configure_logging(env="production", stream=stream)
     logging.getLogger("cityos.test").info("once")
     assert stream.getvalue().count('"once"') == 1
+
+
+def test_default_handler_follows_sys_stderr(
+    restore_root_logger: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI run inside a test runner swaps stderr; later lines must not hit a closed file."""
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    configure_logging(env="production")
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    logging.getLogger("cityos.test").warning("after the swap")
+    assert '"after the swap"' in second.getvalue()

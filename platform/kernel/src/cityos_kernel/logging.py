@@ -78,11 +78,27 @@ class ReadableFormatter(logging.Formatter):
         return f"{line} [{' '.join(tags)}]" if tags else line
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record.
+
+    A handler that kept the stream of the moment it was built would write to a closed file
+    once that stream is swapped back (a CLI run inside a test runner, captured output).
+    """
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(
     *, env: Literal["development", "production"], level: str = "INFO", stream: Any = None
 ) -> None:
     """Install the platform's log format on the root logger (idempotent)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
     handler.setFormatter(JsonFormatter() if env == "production" else ReadableFormatter())
     handler.addFilter(_ContextFilter())
     root = logging.getLogger()
