@@ -339,9 +339,23 @@ class KnowledgeService:
         return self._batch(tenant, entity_ids, step)
 
     def purge_entities(
-        self, tenant: str | None, query: EntityQuery, *, expand: Expander = _identity
+        self,
+        tenant: str | None,
+        query: EntityQuery,
+        *,
+        expand: Expander = _identity,
+        keep: Sequence[str] | None = None,
+        drop: Sequence[str] | None = None,
     ) -> int:
-        """Delete every entity the query selects (context delete); returns how many."""
+        """Delete every entity the query selects (context delete); returns how many.
+
+        With ``keep`` or ``drop`` (attribute names, expanded like the query's) the entities
+        stay and only their attributes go: those in ``drop``, or all but those in ``keep``.
+        """
+        if keep is not None and drop is not None:
+            raise BadRequestDataError("purge takes keep or drop, not both")
+        kept = None if keep is None else frozenset(expand(name) for name in keep)
+        dropped = None if drop is None else frozenset(expand(name) for name in drop)
         condition = build_entity_filter(query, expand=expand)
         with self._writing(tenant) as writer:
             ids = list(
@@ -352,7 +366,10 @@ class KnowledgeService:
                 ).scalars()
             )
             for entity_id in ids:
-                writer.delete(entity_id)
+                if kept is None and dropped is None:
+                    writer.delete(entity_id)
+                else:
+                    writer.prune(entity_id, keep=kept, drop=dropped)
         return len(ids)
 
     # -- context reads -------------------------------------------------------------------

@@ -24,6 +24,7 @@ from cityos_knowledge.entities.repository import (
     EntityState,
     append_instances,
     delete_attributes,
+    existing_attribute_keys,
     insert_new_entities,
     lock_entities,
     refresh_documents,
@@ -230,6 +231,26 @@ class ContextWriter:
         if not delete_attributes(self._connection, entity_id, name, target):
             raise NotFoundError(f"entity {entity_id} has no attribute {name} to delete")
         self._note(entity_id, "attributes_deleted", [name], state.document)
+
+    def prune(
+        self,
+        entity_id: str,
+        *,
+        keep: frozenset[str] | None = None,
+        drop: frozenset[str] | None = None,
+    ) -> list[str]:
+        """Delete (every instance of) the attributes in ``drop``, or all not in ``keep``.
+
+        The entity itself stays; returns the names deleted (purge with keep/drop, 5.6.21).
+        """
+        state = self._require(entity_id, with_document=True)
+        present = {name for name, _ in existing_attribute_keys(self._connection, entity_id)}
+        doomed = sorted(present & drop if drop is not None else present - (keep or frozenset()))
+        for name in doomed:
+            delete_attributes(self._connection, entity_id, name)
+        if doomed:
+            self._note(entity_id, "attributes_deleted", doomed, state.document)
+        return doomed
 
     # -- the end of the transaction ------------------------------------------------------
 

@@ -176,3 +176,13 @@ class Or(Generic[T]):
 #: One query-language term, and a whole ``q`` expression.
 Term = Comparison | Exists
 Expression = Term | And[Term] | Or[Term]
+
+
+def attribute_names(expression: Expression) -> frozenset[str]:
+    """The (top-level) attribute names an expression tests, as written."""
+    if isinstance(expression, Comparison | Exists):
+        return frozenset({expression.path.attribute})
+    names: set[str] = set()
+    for term in expression.terms:
+        names |= attribute_names(term)
+    return frozenset(names)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from cityos_knowledge.errors import TooManyResultsError
 from cityos_knowledge.query.errors import InvalidQueryError
 from cityos_knowledge.query.geo import GeometryType, GeoQuery, parse_coordinates, parse_geo_query
-from cityos_knowledge.query.nodes import Expression
+from cityos_knowledge.query.nodes import Expression, attribute_names
 from cityos_knowledge.query.q_parser import parse_q
 from cityos_knowledge.query.selectors import (
     OrderTerm,
@@ -83,6 +83,11 @@ class EntityQuery:
             or self.geo is not None
             or self.attrs
         )
+
+    @property
+    def q_attributes(self) -> frozenset[str]:
+        """The attribute names ``q`` tests, as written (empty without ``q``)."""
+        return frozenset() if self.q is None else attribute_names(self.q)
 
 
 def parse_entity_query(parameters: Mapping[str, str], *, max_limit: int = MAX_LIMIT) -> EntityQuery:

@@ -34,6 +34,7 @@ from cityos_interoperability.ngsild.api.common import (
 )
 from cityos_interoperability.ngsild.body import read_document
 from cityos_interoperability.ngsild.errors import BadRequestDataError
+from cityos_interoperability.ngsild.facade import EntityQuery
 from cityos_interoperability.ngsild.jsonld.expansion import Expander
 from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, MERGE_PATCH
 from cityos_interoperability.ngsild.responses import no_content
@@ -137,22 +138,39 @@ def build(services: ApiServices) -> APIRouter:
         id: str | None = None,
         idPattern: str | None = None,  # noqa: N803
         type: str | None = None,
+        attrs: AttrsParam = None,
         q: str | None = None,
         scopeQ: str | None = None,  # noqa: N803
         georel: str | None = None,
         geometry: str | None = None,
         coordinates: str | None = None,
         geoproperty: str | None = None,
+        keep: str | None = None,
+        drop: str | None = None,
+        local: bool = False,
     ) -> Response:
-        """Delete every entity matching the filters (purge)."""
-        if not any((id, idPattern, type, q, scopeQ, georel)):
+        """Delete every entity matching the filters, or only attributes of them (purge)."""
+        if keep is not None and drop is not None:
+            raise BadRequestDataError("purge takes keep or drop, not both")
+        if attrs is not None and "{" in attrs:
+            raise BadRequestDataError("purge cannot project linked entities (attrs)")
+        query = entity_query(settings, request.query_params)
+        if not (local or purge_is_restricted(query, georel)):
             raise BadRequestDataError(
-                "purge needs at least one of id, idPattern, type, q, scopeQ, georel"
+                "purge needs type, a non-system attribute in attrs or q, georel, scopeQ "
+                "or local=true"
             )
         terms = await request_terms(services, request)
-        query = entity_query(settings, request.query_params)
         facade = facade_of(services)
-        await run_in_threadpool(lambda: facade.purge_entities(tenant, query, expand=terms.expand))
+        await run_in_threadpool(
+            lambda: facade.purge_entities(
+                tenant,
+                query,
+                expand=terms.expand,
+                keep=_names(keep),
+                drop=_names(drop),
+            )
+        )
         return no_content()
 
     @router.get("/entities/{entityId}", operation_id="retrieveEntity", dependencies=READ)
@@ -247,3 +265,31 @@ def build(services: ApiServices) -> APIRouter:
         return no_content()
 
     return router
+
+
+#: Attributes the broker maintains; a purge filter must name at least one other (5.6.21.4).
+SYSTEM_ATTRIBUTES = frozenset({"createdAt", "modifiedAt", "deletedAt"})
+
+
+def purge_is_restricted(query: EntityQuery, georel: str | None) -> bool:
+    """Whether a purge's filters are narrow enough without local=true (5.6.21.4).
+
+    id and idPattern alone do not qualify, nor do attrs or q over system attributes only.
+    """
+    return bool(
+        query.types is not None
+        or set(query.attrs) - SYSTEM_ATTRIBUTES
+        or query.q_attributes - SYSTEM_ATTRIBUTES
+        or georel
+        or query.scope_q is not None
+    )
+
+
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated attribute list (keep/drop), None when absent."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise BadRequestDataError("keep/drop must name at least one attribute")
+    return names
