@@ -14,7 +14,7 @@ TENANT_HEADER = "NGSILD-Tenant"
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 
 
-def tenant_from_header(
+async def tenant_from_header(
     ngsild_tenant: Annotated[
         str | None,
         Header(
@@ -23,7 +23,11 @@ def tenant_from_header(
         ),
     ] = None,
 ) -> str | None:
-    """The tenant named by the request, ``None`` for the default tenant."""
+    """The tenant named by the request, ``None`` for the default tenant.
+
+    ``async`` although it never awaits: FastAPI runs a plain ``def`` dependency in its
+    thread pool, a thread hop on every NGSI-LD request for a regex match.
+    """
     if ngsild_tenant is None or ngsild_tenant == "":
         return None
     if not _TENANT.match(ngsild_tenant):

@@ -97,7 +97,7 @@ LastNParam = Annotated[
 ]
 
 
-def temporal_parameters(
+async def temporal_parameters(
     timerel: TimerelParam = None,
     timeAt: InstantParam = None,  # noqa: N803
     endTimeAt: InstantParam = None,  # noqa: N803
