@@ -202,31 +202,50 @@ class KnowledgeService:
         fragment: Mapping[str, Any],
         *,
         no_overwrite: bool = False,
+        entity_type: str | None = None,
     ) -> UpdateResult:
-        """Append attributes (POST /entities/{id}/attrs, ``options=noOverwrite``)."""
+        """Append attributes (POST /entities/{id}/attrs, ``options=noOverwrite``).
+
+        ``entity_type`` (here and in the other attribute writes) is the ``type`` selector:
+        an entity without that (expanded) type is not found and nothing is written.
+        """
         parsed = parse_fragment(fragment)
         writer: ContextWriter
         with self._writing(tenant) as writer:
+            writer.require_type(validate_entity_id(entity_id), entity_type)
             result = writer.append(validate_entity_id(entity_id), parsed, no_overwrite=no_overwrite)
         return result
 
     def update_attributes(
-        self, tenant: str | None, entity_id: str, fragment: Mapping[str, Any]
+        self,
+        tenant: str | None,
+        entity_id: str,
+        fragment: Mapping[str, Any],
+        *,
+        entity_type: str | None = None,
     ) -> UpdateResult:
         """Update existing attributes only (PATCH /entities/{id}/attrs)."""
         parsed = parse_fragment(fragment, allow_null=True, entity_members=False)
         writer: ContextWriter
         with self._writing(tenant) as writer:
+            writer.require_type(validate_entity_id(entity_id), entity_type)
             result = writer.update(validate_entity_id(entity_id), parsed)
         return result
 
     def patch_attribute(
-        self, tenant: str | None, entity_id: str, name: str, partial: Mapping[str, Any]
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        partial: Mapping[str, Any],
+        *,
+        entity_type: str | None = None,
     ) -> None:
         """Partial update of one attribute (PATCH /entities/{id}/attrs/{attrId})."""
         if not isinstance(partial, Mapping):
             raise BadRequestDataError("a partial attribute must be a JSON object")
         with self._writing(tenant) as writer:
+            writer.require_type(validate_entity_id(entity_id), entity_type)
             writer.patch_attribute(validate_entity_id(entity_id), name, partial)
 
     def replace_attribute(
@@ -245,9 +264,11 @@ class KnowledgeService:
         *,
         dataset_id: str | None = None,
         delete_all: bool = False,
+        entity_type: str | None = None,
     ) -> None:
         """Delete an attribute instance, or all with ``delete_all``."""
         with self._writing(tenant) as writer:
+            writer.require_type(validate_entity_id(entity_id), entity_type)
             writer.delete_attribute(
                 validate_entity_id(entity_id), name, dataset_id=dataset_id, delete_all=delete_all
             )

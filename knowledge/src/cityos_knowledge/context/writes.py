@@ -232,6 +232,11 @@ class ContextWriter:
             raise NotFoundError(f"entity {entity_id} has no attribute {name} to delete")
         self._note(entity_id, "attributes_deleted", [name], state.document)
 
+    def require_type(self, entity_id: str, entity_type: str | None) -> None:
+        """NotFound unless the entity has ``entity_type`` (the ``type`` selector, 4.17)."""
+        if entity_type is not None and entity_type not in self._require(entity_id).types:
+            raise NotFoundError(f"entity {entity_id} is not of type {entity_type}")
+
     def prune(
         self,
         entity_id: str,

@@ -37,6 +37,14 @@ def outcome_response(outcome: UpdateResult, terms: TermMap) -> Response:
     return json_response(body, media_type="application/json", terms=terms, status_code=207)
 
 
+def _expanded(terms: TermMap, entity_type: str | None) -> str | None:
+    """The ``type`` selector of an attribute write, expanded (None when absent)."""
+    if entity_type is None:
+        return None
+    check_name(entity_type, "entity type")
+    return terms.expand(entity_type)
+
+
 def build(services: ApiServices) -> APIRouter:
     router = APIRouter(route_class=services.route_class, tags=["Entity attributes"])
     max_bytes = services.settings.max_request_bytes
@@ -61,6 +69,7 @@ def build(services: ApiServices) -> APIRouter:
         entityId: str,  # noqa: N803
         tenant: TenantDep,
         options: str | None = None,
+        type: str | None = None,
     ) -> Response:
         """Append attributes to an entity (options=noOverwrite keeps existing ones)."""
         check_entity_id(entityId)
@@ -68,7 +77,11 @@ def build(services: ApiServices) -> APIRouter:
         terms, fragment = await fragment_of(request, allow_null=False)
         outcome = await run_in_threadpool(
             lambda: facade_of(services).append_attributes(
-                tenant, entityId, fragment, no_overwrite="noOverwrite" in flags
+                tenant,
+                entityId,
+                fragment,
+                no_overwrite="noOverwrite" in flags,
+                entity_type=_expanded(terms, type),
             )
         )
         return outcome_response(outcome, terms)
@@ -84,12 +97,15 @@ def build(services: ApiServices) -> APIRouter:
         request: Request,
         entityId: str,  # noqa: N803
         tenant: TenantDep,
+        type: str | None = None,
     ) -> Response:
         """Update existing attributes of an entity."""
         check_entity_id(entityId)
         terms, fragment = await fragment_of(request, allow_null=True)
         outcome = await run_in_threadpool(
-            facade_of(services).update_attributes, tenant, entityId, fragment
+            lambda: facade_of(services).update_attributes(
+                tenant, entityId, fragment, entity_type=_expanded(terms, type)
+            )
         )
         return outcome_response(outcome, terms)
 
@@ -105,6 +121,7 @@ def build(services: ApiServices) -> APIRouter:
         entityId: str,  # noqa: N803
         attrId: str,  # noqa: N803
         tenant: TenantDep,
+        type: str | None = None,
     ) -> Response:
         """Partially update one attribute (only the members sent change)."""
         check_entity_id(entityId)
@@ -117,7 +134,9 @@ def build(services: ApiServices) -> APIRouter:
         body = {k: v for k, v in document.body.items() if k != "@context"}
         fragment = Expander(terms, partial=True).attribute(body, attrId)
         await run_in_threadpool(
-            facade_of(services).patch_attribute, tenant, entityId, name, fragment
+            lambda: facade_of(services).patch_attribute(
+                tenant, entityId, name, fragment, entity_type=_expanded(terms, type)
+            )
         )
         return no_content()
 
@@ -162,6 +181,7 @@ def build(services: ApiServices) -> APIRouter:
         tenant: TenantDep,
         datasetId: str | None = None,  # noqa: N803
         deleteAll: bool = False,  # noqa: N803
+        type: str | None = None,
     ) -> Response:
         """Delete one attribute (one datasetId, or every instance with deleteAll)."""
         check_entity_id(entityId)
@@ -172,7 +192,12 @@ def build(services: ApiServices) -> APIRouter:
         name = terms.expand(attrId)
         await run_in_threadpool(
             lambda: facade_of(services).delete_attribute(
-                tenant, entityId, name, dataset_id=datasetId, delete_all=deleteAll
+                tenant,
+                entityId,
+                name,
+                dataset_id=datasetId,
+                delete_all=deleteAll,
+                entity_type=_expanded(terms, type),
             )
         )
         return no_content()

@@ -1,0 +1,45 @@
+"""The ``type`` selector of the attribute writes (4.17, 5.6.2-5.6.5): a wrong type is 404."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.postgres
+
+API = "/ngsi-ld/v1"
+ENTITY = f"{API}/entities/urn:ngsi-ld:Building:1"
+ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
+Write = Callable[[TestClient, str], Any]
+
+WRITES: dict[str, Write] = {
+    "append": lambda c, t: c.post(
+        f"{ENTITY}/attrs", params={"type": t}, json={"name": {"type": "Property", "value": "y"}}
+    ),
+    "update": lambda c, t: c.patch(
+        f"{ENTITY}/attrs", params={"type": t}, json={"name": {"type": "Property", "value": "y"}}
+    ),
+    "partial": lambda c, t: c.patch(
+        f"{ENTITY}/attrs/name", params={"type": t}, json={"value": "y"}
+    ),
+    "delete": lambda c, t: c.delete(f"{ENTITY}/attrs/name", params={"type": t}),
+}
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_a_write_with_another_type_is_not_found_and_changes_nothing(
+    ngsi_client: TestClient, write: str
+) -> None:
+    entity = {"id": "urn:ngsi-ld:Building:1", "type": "Building", "name": "x"}
+    assert ngsi_client.post(f"{API}/entities", json=entity).status_code == 201
+    refused = WRITES[write](ngsi_client, "Vehicle")
+    assert refused.status_code == 404
+    assert refused.json()["type"] == ERRORS + "ResourceNotFound"
+    assert ngsi_client.get(ENTITY).json()["name"]["value"] == "x"
+    accepted = WRITES[write](ngsi_client, "Building")
+    assert accepted.status_code == 204, accepted.text
+    after = ngsi_client.get(ENTITY).json()
+    assert after.get("name", {"value": None})["value"] == (None if write == "delete" else "y")
