@@ -43,11 +43,9 @@ def ngsild_routes() -> list[APIRoute]:
         bus=MemoryBus(),
     )
     app = create_app(platform, manage_lifecycle=False)
-    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
-    if iter_route_contexts is None:  # FastAPI before lazily included routers
-        candidates: list[object] = list(app.routes)
-    else:
-        candidates = [context.original_route for context in iter_route_contexts(app.routes)]
+    # FastAPI 0.165 includes routers lazily: walk the route contexts, not app.routes.
+    contexts = fastapi.routing.iter_route_contexts(app.routes)
+    candidates = [context.original_route for context in contexts]
     return [route for route in candidates if isinstance(route, NgsiLdRoute)]
 
 
