@@ -136,8 +136,11 @@ def parse_fragment(
         seen_datasets: set[str] = set()
         for instance in _instances(name, value):
             if allow_null and _is_null(instance):
+                # an instance set to null names its datasetId, no datasetId the default one
                 dataset = instance.get("datasetId")
-                fragment.deleted.append((name, dataset if isinstance(dataset, str) else None))
+                fragment.deleted.append(
+                    (name, dataset if isinstance(dataset, str) else DEFAULT_DATASET)
+                )
                 continue
             dataset = instance.get("datasetId", DEFAULT_DATASET)
             if dataset in seen_datasets:

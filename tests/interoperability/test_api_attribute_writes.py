@@ -1,4 +1,4 @@
-"""The ``type`` selector of the attribute writes (4.17, 5.6.2-5.6.5): a wrong type is 404."""
+"""Attribute writes: the ``type`` selector (4.17) and NGSI-LD Null instances (5.6.2)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,21 @@ def test_a_write_with_another_type_is_not_found_and_changes_nothing(
     assert accepted.status_code == 204, accepted.text
     after = ngsi_client.get(ENTITY).json()
     assert after.get("name", {"value": None})["value"] == (None if write == "delete" else "y")
+
+
+def test_null_in_an_update_deletes_only_the_instance_it_names(ngsi_client: TestClient) -> None:
+    """5.6.2: an instance set to NGSI-LD Null without a datasetId is the default one."""
+    dataset = "urn:ngsi-ld:Dataset:01"
+    entity = {
+        "id": "urn:ngsi-ld:Building:1",
+        "type": "Building",
+        "name": [
+            {"type": "Property", "value": "Eiffel Tower", "datasetId": dataset},
+            {"type": "Property", "value": "Tour Eiffel"},
+        ],
+    }
+    assert ngsi_client.post(f"{API}/entities", json=entity).status_code == 201
+    null = {"name": {"type": "Property", "value": "urn:ngsi-ld:null"}}
+    assert ngsi_client.patch(f"{ENTITY}/attrs", json=null).status_code == 204
+    name = ngsi_client.get(ENTITY).json()["name"]
+    assert name == {"type": "Property", "value": "Eiffel Tower", "datasetId": dataset}
