@@ -61,3 +61,36 @@ def test_null_in_an_update_deletes_only_the_instance_it_names(ngsi_client: TestC
     assert ngsi_client.patch(f"{ENTITY}/attrs", json=null).status_code == 204
     name = ngsi_client.get(ENTITY).json()["name"]
     assert name == {"type": "Property", "value": "Eiffel Tower", "datasetId": dataset}
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "DELETE"])
+@pytest.mark.parametrize("path", ["/entities//attrs/", "/entities//attrs/name"])
+def test_an_empty_entity_id_is_bad_request_data(
+    ngsi_client: TestClient, method: str, path: str
+) -> None:
+    body = None if method == "DELETE" else {"name": {"type": "Property", "value": 1}}
+    response = ngsi_client.request(method, API + path, json=body)
+    assert response.status_code == 400
+    assert response.json()["type"] == ERRORS + "BadRequestData"
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_a_null_language_map_deletes_the_language_property_instance(
+    ngsi_client: TestClient, partial: bool
+) -> None:
+    """4.5.18: a LanguageProperty is NGSI-LD Null with ``languageMap: {"@none": null}``."""
+    dataset = "urn:ngsi-ld:Dataset:01"
+    garden = {"type": "LanguageProperty", "languageMap": {"en": "Garden"}, "datasetId": dataset}
+    entity = {
+        "id": "urn:ngsi-ld:Building:1",
+        "type": "Building",
+        "street": [garden, {"type": "LanguageProperty", "languageMap": {"en": "Avenue"}}],
+    }
+    assert ngsi_client.post(f"{API}/entities", json=entity).status_code == 201
+    null = {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"}}
+    if partial:
+        response = ngsi_client.patch(f"{ENTITY}/attrs/street", json=null)
+    else:
+        response = ngsi_client.patch(f"{ENTITY}/attrs", json={"street": null})
+    assert response.status_code == 204, response.text
+    assert ngsi_client.get(ENTITY).json()["street"] == garden

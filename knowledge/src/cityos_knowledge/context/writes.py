@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 
 from cityos_kernel.events.payloads import EntityChangedV1
 from cityos_knowledge.entities.attributes import AttributeRow, attribute_row, instance_row
-from cityos_knowledge.entities.model import NGSI_LD_NULL, Entity, Fragment
+from cityos_knowledge.entities.model import NGSI_LD_NULL, Entity, Fragment, is_null
 from cityos_knowledge.entities.repository import (
     EntityState,
     append_instances,
@@ -207,7 +207,7 @@ class ContextWriter:
         existing = self._bodies(entity_id).get((name, dataset_id))
         if existing is None:
             raise NotFoundError(f"entity {entity_id} has no attribute {name} ({dataset_id})")
-        if any(partial.get(member) == NGSI_LD_NULL for member in ("value", "object")):
+        if is_null(partial):
             delete_attributes(self._connection, entity_id, name, dataset_id)
         else:
             self._write_rows(entity_id, [attribute_row(name, _merged(existing, partial))])

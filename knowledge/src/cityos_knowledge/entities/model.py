@@ -99,7 +99,10 @@ def _instances(name: str, value: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _is_null(instance: Mapping[str, Any]) -> bool:
+def is_null(instance: Mapping[str, Any]) -> bool:
+    """Whether an attribute instance is NGSI-LD Null ("delete it"), LanguageProperty included."""
+    if instance.get("languageMap") == {"@none": NGSI_LD_NULL}:
+        return True
     if instance.get("type") is None and set(instance) <= {"datasetId", "value", "object"}:
         return any(instance.get(member) == NGSI_LD_NULL for member in ("value", "object"))
     for member in ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList"):
@@ -135,7 +138,7 @@ def parse_fragment(
             continue
         seen_datasets: set[str] = set()
         for instance in _instances(name, value):
-            if allow_null and _is_null(instance):
+            if allow_null and is_null(instance):
                 # an instance set to null names its datasetId, no datasetId the default one
                 dataset = instance.get("datasetId")
                 fragment.deleted.append(

@@ -202,4 +202,14 @@ def build(services: ApiServices) -> APIRouter:
         )
         return no_content()
 
+    @router.api_route(
+        "/entities//attrs{rest:path}",
+        methods=["POST", "PATCH", "PUT", "DELETE"],
+        include_in_schema=False,
+        dependencies=WRITE,
+    )
+    async def attribute_write_without_entity_id(rest: str) -> Response:
+        """``/entities//attrs[/…]``: the entity id is empty, which is no URI (400, not 404)."""
+        raise BadRequestDataError("the entity id in the path is empty")
+
     return router
