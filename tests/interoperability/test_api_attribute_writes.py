@@ -94,3 +94,19 @@ def test_a_null_language_map_deletes_the_language_property_instance(
         response = ngsi_client.patch(f"{ENTITY}/attrs", json={"street": null})
     assert response.status_code == 204, response.text
     assert ngsi_client.get(ENTITY).json()["street"] == garden
+
+
+def test_an_update_adds_types_and_replaces_only_an_existing_scope(ngsi_client: TestClient) -> None:
+    entity = {"id": "urn:ngsi-ld:Building:1", "type": "Building", "name": "x"}
+    assert ngsi_client.post(f"{API}/entities", json=entity).status_code == 201
+    no_scope = ngsi_client.patch(f"{ENTITY}/attrs", json={"scope": "/Madrid"})
+    assert no_scope.status_code == 207
+    assert [item["attributeName"] for item in no_scope.json()["notUpdated"]] == ["scope"]
+    assert "scope" not in ngsi_client.get(ENTITY).json()
+    typed = ngsi_client.patch(f"{ENTITY}/attrs", json={"type": ["Vehicle", "Building"]})
+    assert typed.status_code == 204
+    assert ngsi_client.get(ENTITY).json()["type"] == ["Building", "Vehicle"]
+    ngsi_client.post(f"{ENTITY}/attrs", json={"scope": "/Madrid"})
+    moved = ngsi_client.patch(f"{ENTITY}/attrs", json={"scope": "/Paris"})
+    assert moved.status_code == 204
+    assert ngsi_client.get(ENTITY).json()["scope"] == "/Paris"

@@ -224,8 +224,8 @@ class KnowledgeService:
         *,
         entity_type: str | None = None,
     ) -> UpdateResult:
-        """Update existing attributes only (PATCH /entities/{id}/attrs)."""
-        parsed = parse_fragment(fragment, allow_null=True, entity_members=False)
+        """Update existing attributes only (PATCH /entities/{id}/attrs); types are added."""
+        parsed = parse_fragment(fragment, allow_null=True)
         writer: ContextWriter
         with self._writing(tenant) as writer:
             writer.require_type(validate_entity_id(entity_id), entity_type)

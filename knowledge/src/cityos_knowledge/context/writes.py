@@ -11,7 +11,7 @@ in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -36,6 +36,10 @@ from cityos_knowledge.store.history import Partitions, month_start
 from cityos_knowledge.store.tables import DEFAULT_DATASET, attributes, entities
 
 Change = Literal["created", "updated", "replaced", "deleted", "attributes_deleted"]
+
+
+#: The expanded name of the entity member ``scope`` (reported like an attribute name).
+SCOPE_IRI = "https://uri.etsi.org/ngsi-ld/scope"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +184,18 @@ class ContextWriter:
         return result
 
     def update(self, entity_id: str, fragment: Fragment) -> UpdateResult:
-        """Replace only the attributes (and datasetIds) the entity already has."""
+        """Replace only the attributes (and datasetIds) the entity already has.
+
+        Types in the fragment are added; a scope replaces the entity's scope if it has one
+        and is not updated otherwise, like an attribute.
+        """
         state = self._require(entity_id, with_document=True)
         existing = self._bodies(entity_id)
         result = UpdateResult()
+        if fragment.scopes is not None and not state.scopes:
+            result.not_updated.append(NotUpdated(SCOPE_IRI, "the entity has no scope"))
+            fragment = replace(fragment, scopes=None)
+        self._apply_types_and_scopes(entity_id, state, fragment)
         rows: list[AttributeRow] = []
         for row in fragment.attributes:
             if (row.name, row.dataset_id) in existing:
