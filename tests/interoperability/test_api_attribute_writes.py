@@ -110,3 +110,17 @@ def test_an_update_adds_types_and_replaces_only_an_existing_scope(ngsi_client: T
     moved = ngsi_client.patch(f"{ENTITY}/attrs", json={"scope": "/Paris"})
     assert moved.status_code == 204
     assert ngsi_client.get(ENTITY).json()["scope"] == "/Paris"
+
+
+def test_scope_can_be_deleted_through_the_attribute_path_but_not_set(
+    ngsi_client: TestClient,
+) -> None:
+    entity = {"id": "urn:ngsi-ld:Building:1", "type": "Building", "scope": "/Madrid"}
+    assert ngsi_client.post(f"{API}/entities", json=entity).status_code == 201
+    for method in ("PATCH", "PUT"):
+        refused = ngsi_client.request(method, f"{ENTITY}/attrs/scope", json={"value": "/Paris"})
+        assert refused.status_code == 400
+        assert refused.json()["type"] == ERRORS + "BadRequestData"
+    assert ngsi_client.delete(f"{ENTITY}/attrs/scope").status_code == 204
+    assert "scope" not in ngsi_client.get(ENTITY).json()
+    assert ngsi_client.delete(f"{ENTITY}/attrs/scope").status_code == 404

@@ -273,6 +273,14 @@ class KnowledgeService:
                 validate_entity_id(entity_id), name, dataset_id=dataset_id, delete_all=delete_all
             )
 
+    def delete_scope(
+        self, tenant: str | None, entity_id: str, *, entity_type: str | None = None
+    ) -> None:
+        """Remove an entity's scope (DELETE /entities/{id}/attrs/scope); NotFound if none."""
+        with self._writing(tenant) as writer:
+            writer.require_type(validate_entity_id(entity_id), entity_type)
+            writer.delete_scope(validate_entity_id(entity_id))
+
     def delete_entity(self, tenant: str | None, entity_id: str) -> None:
         """Delete an entity from the context (its history stays for the temporal API)."""
         with self._writing(tenant) as writer:

@@ -244,6 +244,16 @@ class ContextWriter:
             raise NotFoundError(f"entity {entity_id} has no attribute {name} to delete")
         self._note(entity_id, "attributes_deleted", [name], state.document)
 
+    def delete_scope(self, entity_id: str) -> None:
+        """Remove the entity's scope (NotFound when it has none)."""
+        state = self._require(entity_id, with_document=True)
+        if not state.scopes:
+            raise NotFoundError(f"entity {entity_id} has no scope")
+        self._connection.execute(
+            entities.update().where(entities.c.id == entity_id).values(scopes=None)
+        )
+        self._note(entity_id, "updated", [], state.document)
+
     def require_type(self, entity_id: str, entity_type: str | None) -> None:
         """NotFound unless the entity has ``entity_type`` (the ``type`` selector, 4.17)."""
         if entity_type is not None and entity_type not in self._require(entity_id).types:

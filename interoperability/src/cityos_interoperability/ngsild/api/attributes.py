@@ -45,6 +45,12 @@ def _expanded(terms: TermMap, entity_type: str | None) -> str | None:
     return terms.expand(entity_type)
 
 
+def _not_scope(attr_id: str) -> None:
+    """scope is an entity member: it can be deleted through the attribute path, not set."""
+    if attr_id == "scope":
+        raise BadRequestDataError("scope is not an attribute; update it with the entity")
+
+
 def build(services: ApiServices) -> APIRouter:
     router = APIRouter(route_class=services.route_class, tags=["Entity attributes"])
     max_bytes = services.settings.max_request_bytes
@@ -126,6 +132,7 @@ def build(services: ApiServices) -> APIRouter:
         """Partially update one attribute (only the members sent change)."""
         check_entity_id(entityId)
         check_name(attrId, "attribute name")
+        _not_scope(attrId)
         document = await read_document(request, max_bytes=max_bytes, accepted=PATCH_TYPES)
         terms = await services.terms(document.context)
         if not isinstance(document.body, dict):
@@ -156,6 +163,7 @@ def build(services: ApiServices) -> APIRouter:
         """Replace one attribute."""
         check_entity_id(entityId)
         check_name(attrId, "attribute name")
+        _not_scope(attrId)
         document = await read_document(request, max_bytes=max_bytes)
         terms = await services.terms(document.context)
         name = terms.expand(attrId)
@@ -189,6 +197,13 @@ def build(services: ApiServices) -> APIRouter:
         if datasetId is not None and not is_uri(datasetId):
             raise BadRequestDataError("datasetId must be a URI")
         terms = await request_terms(services, request)
+        if attrId == "scope":
+            await run_in_threadpool(
+                lambda: facade_of(services).delete_scope(
+                    tenant, entityId, entity_type=_expanded(terms, type)
+                )
+            )
+            return no_content()
         name = terms.expand(attrId)
         await run_in_threadpool(
             lambda: facade_of(services).delete_attribute(
