@@ -179,10 +179,8 @@ class ConsumerRunner:
                 backoff = min(backoff * 2, self._spec.retry_backoff[1])
 
     def _report_lag(self, subscription: Subscription) -> None:
-        for topic_name in self._topics:
-            behind = subscription.lag().get(topic_name)
-            if behind is not None:
-                CONSUMER_LAG.labels(self._spec.group, topic_name).set(behind)
+        for topic_name, behind in subscription.lag().items():
+            CONSUMER_LAG.labels(self._spec.group, topic_name).set(behind)
 
     def process(self, subscription: Subscription, deliveries: Sequence[Delivery]) -> None:
         """Decode, dead-letter the invalid, hand the rest to the handler, then commit."""
