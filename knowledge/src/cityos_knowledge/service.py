@@ -64,6 +64,14 @@ from cityos_knowledge.query import (
     prefer_serial_plans,
     select_entities,
 )
+from cityos_knowledge.query.authorization import (
+    AccessDeniedError,
+    DataAccess,
+    GuardedWriter,
+    data_access,
+    retrieve_visible,
+    visible_groups,
+)
 from cityos_knowledge.settings import KnowledgeSettings
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import entities
@@ -77,16 +85,19 @@ from cityos_knowledge.temporal.params import (
     parse_temporal_query,
 )
 from cityos_knowledge.temporal.writes import TemporalWriter
+from cityos_support.security.policy import DataScope
 
 __all__ = [
     "AGGREGATION_METHODS",
     "NGSI_LD_NULL",
+    "AccessDeniedError",
     "AlreadyExistsError",
     "AttributeSummary",
     "BadRequestDataError",
     "BatchError",
     "BatchResult",
     "CounterStats",
+    "DataScope",
     "EntityPage",
     "EntityQuery",
     "EntityTypeInfo",
@@ -148,12 +159,26 @@ class KnowledgeService:
 
     # -- transactions --------------------------------------------------------------------
 
+    def _access(self, scope: DataScope | None) -> DataAccess | None:
+        """A subject's data scope in SQL terms; None when it restricts nothing."""
+        return data_access(scope, vocabulary=self._store.settings.knowledge_default_vocabulary)
+
     @contextmanager
     def _writing(
-        self, tenant: str | None, writer: type[ContextWriter] = ContextWriter
+        self,
+        tenant: str | None,
+        writer: type[ContextWriter] = ContextWriter,
+        *,
+        access: DataAccess | None = None,
     ) -> Iterator[Any]:
-        """One transaction on the tenant (created if new); events written before commit."""
+        """One transaction on the tenant (created if new); events written before commit.
+
+        With ``access``, a tenant outside it is refused before it is created, and the writer
+        refuses entities whose types may not be written (403).
+        """
         name = validate_tenant(tenant)
+        if access is not None:
+            access.require_tenant(name)
         schema = self._store.tenants.ensure(name)
         with _user_errors(), self._store.engine.begin() as raw:
             raw.exec_driver_sql("SET LOCAL jit = off")  # short statements (see ingest.apply)
@@ -164,35 +189,59 @@ class KnowledgeService:
                 now=datetime.now(UTC),
                 partitions=self._store.partitions,
             )
-            yield instance
+            if access is not None and access.writable is not None:
+                yield GuardedWriter(instance, access)
+            else:
+                yield instance
             instance.finish()
 
     @contextmanager
-    def _reading(self, tenant: str | None) -> Iterator[Connection]:
-        """A connection on an existing tenant (NonexistentTenant otherwise)."""
+    def _reading(
+        self, tenant: str | None, access: DataAccess | None = None
+    ) -> Iterator[Connection]:
+        """A connection on an existing tenant (NonexistentTenant otherwise; 403 outside
+        ``access``)."""
+        if access is not None:
+            access.require_tenant(validate_tenant(tenant))
         schema = self._store.tenants.lookup(tenant)
         with _user_errors(), self._store.engine.connect() as raw:
             yield bind_schema(raw, schema)
 
     # -- context writes ------------------------------------------------------------------
 
-    def create_entity(self, tenant: str | None, entity: Mapping[str, Any]) -> str:
+    def create_entity(
+        self, tenant: str | None, entity: Mapping[str, Any], *, scope: DataScope | None = None
+    ) -> str:
         """Create an entity (AlreadyExists when its id is taken); returns its id."""
         parsed = parse_entity(entity)
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.create(parsed)
         return parsed.id
 
-    def replace_entity(self, tenant: str | None, entity_id: str, entity: Mapping[str, Any]) -> None:
+    def replace_entity(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        entity: Mapping[str, Any],
+        *,
+        scope: DataScope | None = None,
+    ) -> None:
         """Replace an entity's types, scopes and attributes (PUT /entities/{id})."""
         parsed = parse_entity({**entity, "id": validate_entity_id(entity_id)})
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.replace(parsed)
 
-    def merge_entity(self, tenant: str | None, entity_id: str, fragment: Mapping[str, Any]) -> None:
+    def merge_entity(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        fragment: Mapping[str, Any],
+        *,
+        scope: DataScope | None = None,
+    ) -> None:
         """Merge-patch an entity (PATCH /entities/{id}); ``urn:ngsi-ld:null`` deletes."""
         parsed = parse_fragment(fragment, allow_null=True, validate=False)
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.merge(validate_entity_id(entity_id), parsed)
 
     def append_attributes(
@@ -203,6 +252,7 @@ class KnowledgeService:
         *,
         no_overwrite: bool = False,
         entity_type: str | None = None,
+        scope: DataScope | None = None,
     ) -> UpdateResult:
         """Append attributes (POST /entities/{id}/attrs, ``options=noOverwrite``).
 
@@ -211,7 +261,7 @@ class KnowledgeService:
         """
         parsed = parse_fragment(fragment)
         writer: ContextWriter
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.require_type(validate_entity_id(entity_id), entity_type)
             result = writer.append(validate_entity_id(entity_id), parsed, no_overwrite=no_overwrite)
         return result
@@ -223,11 +273,12 @@ class KnowledgeService:
         fragment: Mapping[str, Any],
         *,
         entity_type: str | None = None,
+        scope: DataScope | None = None,
     ) -> UpdateResult:
         """Update existing attributes only (PATCH /entities/{id}/attrs); types are added."""
         parsed = parse_fragment(fragment, allow_null=True)
         writer: ContextWriter
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.require_type(validate_entity_id(entity_id), entity_type)
             result = writer.update(validate_entity_id(entity_id), parsed)
         return result
@@ -240,20 +291,27 @@ class KnowledgeService:
         partial: Mapping[str, Any],
         *,
         entity_type: str | None = None,
+        scope: DataScope | None = None,
     ) -> None:
         """Partial update of one attribute (PATCH /entities/{id}/attrs/{attrId})."""
         if not isinstance(partial, Mapping):
             raise BadRequestDataError("a partial attribute must be a JSON object")
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.require_type(validate_entity_id(entity_id), entity_type)
             writer.patch_attribute(validate_entity_id(entity_id), name, partial)
 
     def replace_attribute(
-        self, tenant: str | None, entity_id: str, name: str, attribute: Any
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        attribute: Any,
+        *,
+        scope: DataScope | None = None,
     ) -> None:
         """Replace one attribute (PUT /entities/{id}/attrs/{attrId})."""
         parsed = parse_fragment({name: attribute}, entity_members=False)
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.replace_attribute(validate_entity_id(entity_id), name, parsed.attributes)
 
     def delete_attribute(
@@ -265,25 +323,33 @@ class KnowledgeService:
         dataset_id: str | None = None,
         delete_all: bool = False,
         entity_type: str | None = None,
+        scope: DataScope | None = None,
     ) -> None:
         """Delete an attribute instance, or all with ``delete_all``."""
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.require_type(validate_entity_id(entity_id), entity_type)
             writer.delete_attribute(
                 validate_entity_id(entity_id), name, dataset_id=dataset_id, delete_all=delete_all
             )
 
     def delete_scope(
-        self, tenant: str | None, entity_id: str, *, entity_type: str | None = None
+        self,
+        tenant: str | None,
+        entity_id: str,
+        *,
+        entity_type: str | None = None,
+        scope: DataScope | None = None,
     ) -> None:
         """Remove an entity's scope (DELETE /entities/{id}/attrs/scope); NotFound if none."""
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.require_type(validate_entity_id(entity_id), entity_type)
             writer.delete_scope(validate_entity_id(entity_id))
 
-    def delete_entity(self, tenant: str | None, entity_id: str) -> None:
+    def delete_entity(
+        self, tenant: str | None, entity_id: str, *, scope: DataScope | None = None
+    ) -> None:
         """Delete an entity from the context (its history stays for the temporal API)."""
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             writer.delete(validate_entity_id(entity_id))
 
     # -- batch operations ----------------------------------------------------------------
@@ -293,11 +359,18 @@ class KnowledgeService:
         tenant: str | None,
         items: Sequence[Any],
         step: Callable[[ContextWriter, Any], str],
+        scope: DataScope | None = None,
     ) -> BatchResult:
-        with self._writing(tenant) as writer:
+        with self._writing(tenant, access=self._access(scope)) as writer:
             return run_batch(writer.connection, writer, items, step)
 
-    def batch_create(self, tenant: str | None, items: Sequence[Mapping[str, Any]]) -> BatchResult:
+    def batch_create(
+        self,
+        tenant: str | None,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        scope: DataScope | None = None,
+    ) -> BatchResult:
         """POST /entityOperations/create."""
 
         created: list[str] = []
@@ -308,12 +381,17 @@ class KnowledgeService:
             created.append(entity.id)
             return entity.id
 
-        result = self._batch(tenant, items, step)
+        result = self._batch(tenant, items, step, scope)
         result.created = [i for i in created if i in result.success]
         return result
 
     def batch_upsert(
-        self, tenant: str | None, items: Sequence[Mapping[str, Any]], *, replace: bool = True
+        self,
+        tenant: str | None,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        replace: bool = True,
+        scope: DataScope | None = None,
     ) -> BatchResult:
         """POST /entityOperations/upsert (``options=replace`` default, or ``update``)."""
 
@@ -332,12 +410,17 @@ class KnowledgeService:
                 created.append(entity.id)
             return entity.id
 
-        result = self._batch(tenant, items, step)
+        result = self._batch(tenant, items, step, scope)
         result.created = [i for i in created if i in result.success]
         return result
 
     def batch_update(
-        self, tenant: str | None, items: Sequence[Mapping[str, Any]], *, no_overwrite: bool = False
+        self,
+        tenant: str | None,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        no_overwrite: bool = False,
+        scope: DataScope | None = None,
     ) -> BatchResult:
         """POST /entityOperations/update: append attributes to existing entities."""
 
@@ -346,9 +429,15 @@ class KnowledgeService:
             writer.append(entity_id, parse_fragment(item), no_overwrite=no_overwrite)
             return entity_id
 
-        return self._batch(tenant, items, step)
+        return self._batch(tenant, items, step, scope)
 
-    def batch_merge(self, tenant: str | None, items: Sequence[Mapping[str, Any]]) -> BatchResult:
+    def batch_merge(
+        self,
+        tenant: str | None,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        scope: DataScope | None = None,
+    ) -> BatchResult:
         """POST /entityOperations/merge."""
 
         def step(writer: ContextWriter, item: Mapping[str, Any]) -> str:
@@ -356,16 +445,18 @@ class KnowledgeService:
             writer.merge(entity_id, parse_fragment(item, allow_null=True, validate=False))
             return entity_id
 
-        return self._batch(tenant, items, step)
+        return self._batch(tenant, items, step, scope)
 
-    def batch_delete(self, tenant: str | None, entity_ids: Sequence[str]) -> BatchResult:
+    def batch_delete(
+        self, tenant: str | None, entity_ids: Sequence[str], *, scope: DataScope | None = None
+    ) -> BatchResult:
         """POST /entityOperations/delete."""
 
         def step(writer: ContextWriter, entity_id: str) -> str:
             writer.delete(validate_entity_id(entity_id))
             return entity_id
 
-        return self._batch(tenant, entity_ids, step)
+        return self._batch(tenant, entity_ids, step, scope)
 
     def purge_entities(
         self,
@@ -375,6 +466,7 @@ class KnowledgeService:
         expand: Expander = _identity,
         keep: Sequence[str] | None = None,
         drop: Sequence[str] | None = None,
+        scope: DataScope | None = None,
     ) -> int:
         """Delete every entity the query selects (context delete); returns how many.
 
@@ -386,7 +478,11 @@ class KnowledgeService:
         kept = None if keep is None else frozenset(expand(name) for name in keep)
         dropped = None if drop is None else frozenset(expand(name) for name in drop)
         condition = build_entity_filter(query, expand=expand)
-        with self._writing(tenant) as writer:
+        access = self._access(scope)
+        if access is not None:
+            # Only what the subject can see is purged; what it cannot stays untouched.
+            condition = condition & access.entity_condition(query, expand=expand)
+        with self._writing(tenant, access=access) as writer:
             ids = list(
                 writer.connection.execute(
                     select(entities.c.id)
@@ -412,11 +508,18 @@ class KnowledgeService:
         pick: Sequence[str] = (),
         omit: Sequence[str] = (),
         sys_attrs: bool = False,
+        scope: DataScope | None = None,
     ) -> dict[str, Any]:
-        """One entity (NotFound when absent); names are expanded IRIs."""
+        """One entity (NotFound when absent or not readable); names are expanded IRIs."""
         projection = Projection(attrs, pick, omit, sys_attrs)
-        with self._reading(tenant) as connection:
-            document = retrieve(connection, validate_entity_id(entity_id), projection)
+        access = self._access(scope)
+        with self._reading(tenant, access) as connection:
+            if access is None or not access.filters_reads:
+                document = retrieve(connection, validate_entity_id(entity_id), projection)
+            else:
+                document = retrieve_visible(
+                    connection, validate_entity_id(entity_id), projection, access
+                )
         if document is None:
             raise NotFoundError(f"entity {entity_id} does not exist")
         return document
@@ -428,6 +531,7 @@ class KnowledgeService:
         *,
         expand: Expander = _identity,
         sys_attrs: bool = False,
+        scope: DataScope | None = None,
     ) -> EntityPage:
         """Query Entities: filter, order, page and project in SQL (``cityos_knowledge.query``).
 
@@ -440,22 +544,30 @@ class KnowledgeService:
             if sys_attrs
             else entity_document(query, expand=expand)
         )
+        access = self._access(scope)
+        restricted = access is not None and access.filters_reads
+        if restricted:
+            assert access is not None
+            document = access.document(document)
         statement = select_entities(
             query, expand=expand, columns=[document], with_total=query.count
         )
-        with self._reading(tenant) as connection, connection.begin():
+        if restricted:
+            assert access is not None
+            statement = statement.where(access.entity_condition(query, expand=expand))
+        with self._reading(tenant, access) as connection, connection.begin():
             # Parallel workers cost more than they save on these short, indexed queries.
             prefer_serial_plans(connection)
             rows = connection.execute(statement).all()
             found = [row[0] for row in rows]
             total = None
+            counting = count_entities(query, expand=expand)
+            if restricted:
+                assert access is not None
+                counting = counting.where(access.entity_condition(query, expand=expand))
             if query.count:
                 # The page carries the total; an empty page (offset past the end) cannot.
-                total = (
-                    int(rows[0][1])
-                    if rows
-                    else int(connection.execute(count_entities(query, expand=expand)).scalar_one())
-                )
+                total = int(rows[0][1]) if rows else int(connection.execute(counting).scalar_one())
         return EntityPage(found, total)
 
     @staticmethod
@@ -470,28 +582,40 @@ class KnowledgeService:
             sys_attrs=sys_attrs,
         )
 
-    def entity_types(self, tenant: str | None) -> list[EntityTypeSummary]:
+    def entity_types(
+        self, tenant: str | None, *, scope: DataScope | None = None
+    ) -> list[EntityTypeSummary]:
         """Every entity type of live entities, with their attribute names."""
-        with self._reading(tenant) as connection:
-            return discovery.entity_types(connection)
+        access = self._access(scope)
+        with self._reading(tenant, access) as connection:
+            return discovery.entity_types(connection, access=access)
 
-    def entity_type(self, tenant: str | None, type_name: str) -> EntityTypeInfo:
+    def entity_type(
+        self, tenant: str | None, type_name: str, *, scope: DataScope | None = None
+    ) -> EntityTypeInfo:
         """Details of one entity type (NotFound when no live entity has it)."""
-        with self._reading(tenant) as connection:
-            info = discovery.entity_type(connection, type_name)
+        access = self._access(scope)
+        with self._reading(tenant, access) as connection:
+            info = discovery.entity_type(connection, type_name, access=access)
         if info is None:
             raise NotFoundError(f"no entity has type {type_name}")
         return info
 
-    def attributes(self, tenant: str | None) -> list[AttributeSummary]:
+    def attributes(
+        self, tenant: str | None, *, scope: DataScope | None = None
+    ) -> list[AttributeSummary]:
         """Every attribute name of live entities, with counts, attribute and entity types."""
-        with self._reading(tenant) as connection:
-            return discovery.attribute_summaries(connection)
+        access = self._access(scope)
+        with self._reading(tenant, access) as connection:
+            return discovery.attribute_summaries(connection, access=access)
 
-    def attribute(self, tenant: str | None, name: str) -> AttributeSummary:
+    def attribute(
+        self, tenant: str | None, name: str, *, scope: DataScope | None = None
+    ) -> AttributeSummary:
         """Details of one attribute (NotFound when no live entity has it)."""
-        with self._reading(tenant) as connection:
-            found = discovery.attribute_summaries(connection, name)
+        access = self._access(scope)
+        with self._reading(tenant, access) as connection:
+            found = discovery.attribute_summaries(connection, name, access=access)
         if not found:
             raise NotFoundError(f"no entity has attribute {name}")
         return found[0]
@@ -507,13 +631,17 @@ class KnowledgeService:
         attrs: Sequence[str] | None = None,
         representation: Representation = "normalized",
         sys_attrs: bool = False,
+        scope: DataScope | None = None,
     ) -> dict[str, Any]:
         """An entity's temporal evolution (normalized, temporalValues or, with
         ``aggrMethods``, aggregatedValues); NotFound when the entity never existed."""
         entity_id = validate_entity_id(entity_id)
-        with self._reading(tenant) as connection:
+        access = self._access(scope)
+        with self._reading(tenant, access) as connection:
+            if access is not None and not access.is_readable(connection, entity_id):
+                raise NotFoundError(f"entity {entity_id} does not exist")
             page = self._temporal(
-                connection, [entity_id], attrs, temporal, representation, sys_attrs
+                connection, [entity_id], attrs, temporal, representation, sys_attrs, access
             )
         if not page:
             raise NotFoundError(f"entity {entity_id} does not exist")
@@ -528,20 +656,25 @@ class KnowledgeService:
         expand: Expander = _identity,
         representation: Representation = "normalized",
         sys_attrs: bool = False,
+        scope: DataScope | None = None,
     ) -> EntityPage:
         """Query Temporal Evolution of Entities: entities chosen by ``query`` (on their
         current state), each with its instances in the ``temporal`` window."""
         attrs = [expand(name) for name in query.attrs] if query.attrs else None
-        with self._reading(tenant) as connection:
-            ids = list(
-                connection.execute(
-                    select_entities(query, expand=expand, columns=[entities.c.id])
-                ).scalars()
+        access = self._access(scope)
+        chosen = select_entities(query, expand=expand, columns=[entities.c.id])
+        counting = count_entities(query, expand=expand)
+        if access is not None and access.filters_reads:
+            visible = access.entity_condition(query, expand=expand)
+            chosen, counting = chosen.where(visible), counting.where(visible)
+        with self._reading(tenant, access) as connection:
+            ids = list(connection.execute(chosen).scalars())
+            found = self._temporal(
+                connection, ids, attrs, temporal, representation, sys_attrs, access
             )
-            found = self._temporal(connection, ids, attrs, temporal, representation, sys_attrs)
             total = None
             if query.count:
-                total = int(connection.execute(count_entities(query, expand=expand)).scalar_one())
+                total = int(connection.execute(counting).scalar_one())
         return EntityPage(found, total)
 
     def _temporal(
@@ -552,10 +685,32 @@ class KnowledgeService:
         temporal: TemporalQuery,
         representation: Representation,
         sys_attrs: bool,
+        access: DataAccess | None = None,
     ) -> list[dict[str, Any]]:
         types = temporal_reads.entity_types(connection, ids)
         if not types:
             return []
+        values: dict[str, dict[str, Any]] = {}
+        # Hidden attributes are never read: entities are grouped by what they may show.
+        for group, names in visible_groups(access, types, ids, attrs):
+            values.update(
+                self._temporal_values(connection, group, names, temporal, representation, sys_attrs)
+            )
+        return [
+            {"id": entity_id, "type": types[entity_id], **values.get(entity_id, {})}
+            for entity_id in ids
+            if entity_id in types
+        ]
+
+    def _temporal_values(
+        self,
+        connection: Connection,
+        ids: list[str],
+        attrs: Sequence[str] | None,
+        temporal: TemporalQuery,
+        representation: Representation,
+        sys_attrs: bool,
+    ) -> dict[str, dict[str, Any]]:
         values: dict[str, dict[str, Any]]
         if temporal.aggregated:
             view = aggregation.rollup_answerable(
@@ -573,24 +728,27 @@ class KnowledgeService:
                 values = temporal_reads.temporal_values(rows)
             else:
                 values = temporal_reads.normalized(rows, sys_attrs=sys_attrs)
-        return [
-            {"id": entity_id, "type": types[entity_id], **values.get(entity_id, {})}
-            for entity_id in ids
-            if entity_id in types
-        ]
+        return values
 
-    def create_temporal_entity(self, tenant: str | None, entity: Mapping[str, Any]) -> bool:
+    def create_temporal_entity(
+        self, tenant: str | None, entity: Mapping[str, Any], *, scope: DataScope | None = None
+    ) -> bool:
         """POST /temporal/entities: create or add instances; True when it was created."""
         entity_id = validate_entity_id(entity.get("id"))
         types = parse_entity(_latest_only(entity)).types
-        with self._writing(tenant, TemporalWriter) as writer:
+        with self._writing(tenant, TemporalWriter, access=self._access(scope)) as writer:
             return bool(writer.append_history(entity_id, types, _instances(entity), create=True))
 
     def append_temporal_attributes(
-        self, tenant: str | None, entity_id: str, fragment: Mapping[str, Any]
+        self,
+        tenant: str | None,
+        entity_id: str,
+        fragment: Mapping[str, Any],
+        *,
+        scope: DataScope | None = None,
     ) -> None:
         """POST /temporal/entities/{id}/attrs: append instances to an existing entity."""
-        with self._writing(tenant, TemporalWriter) as writer:
+        with self._writing(tenant, TemporalWriter, access=self._access(scope)) as writer:
             writer.append_history(
                 validate_entity_id(entity_id), None, _instances(fragment), create=False
             )
@@ -602,16 +760,24 @@ class KnowledgeService:
         name: str,
         instance_id: str,
         partial: Mapping[str, Any],
+        *,
+        scope: DataScope | None = None,
     ) -> None:
         """PATCH /temporal/entities/{id}/attrs/{attrId}/{instanceId}."""
-        with self._writing(tenant, TemporalWriter) as writer:
+        with self._writing(tenant, TemporalWriter, access=self._access(scope)) as writer:
             writer.modify_instance(validate_entity_id(entity_id), name, instance_id, partial)
 
     def delete_attribute_instance(
-        self, tenant: str | None, entity_id: str, name: str, instance_id: str
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        instance_id: str,
+        *,
+        scope: DataScope | None = None,
     ) -> None:
         """DELETE /temporal/entities/{id}/attrs/{attrId}/{instanceId}."""
-        with self._writing(tenant, TemporalWriter) as writer:
+        with self._writing(tenant, TemporalWriter, access=self._access(scope)) as writer:
             writer.delete_instance(validate_entity_id(entity_id), name, instance_id)
 
     def delete_temporal_attribute(
@@ -622,16 +788,19 @@ class KnowledgeService:
         *,
         dataset_id: str | None = None,
         delete_all: bool = False,
+        scope: DataScope | None = None,
     ) -> None:
         """DELETE /temporal/entities/{id}/attrs/{attrId}: an attribute's history."""
-        with self._writing(tenant, TemporalWriter) as writer:
+        with self._writing(tenant, TemporalWriter, access=self._access(scope)) as writer:
             writer.delete_attribute_history(
                 validate_entity_id(entity_id), name, dataset_id=dataset_id, delete_all=delete_all
             )
 
-    def delete_temporal_entity(self, tenant: str | None, entity_id: str) -> None:
+    def delete_temporal_entity(
+        self, tenant: str | None, entity_id: str, *, scope: DataScope | None = None
+    ) -> None:
         """DELETE /temporal/entities/{id}: the entity and its whole history."""
-        with self._writing(tenant, TemporalWriter) as writer:
+        with self._writing(tenant, TemporalWriter, access=self._access(scope)) as writer:
             writer.purge(validate_entity_id(entity_id))
 
     # -- analytics (TimescaleDB toolkit) -------------------------------------------------
