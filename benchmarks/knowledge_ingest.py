@@ -43,7 +43,6 @@ from cityos_kernel.bus.consumer import ConsumerRunner
 from cityos_kernel.database import libpq_url
 from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
 from cityos_kernel.events.topics import Topic
-from cityos_knowledge.ingest.apply import measures
 from cityos_knowledge.ingest.consumer import ingest_consumer
 from cityos_knowledge.ingest.terms import expand_term
 from cityos_knowledge.layer import KnowledgeLayer
@@ -53,10 +52,7 @@ from cityos_knowledge.store.database import KnowledgeStore
 ATTRIBUTES = ("temperature", "relativeHumidity", "atmosphericPressure")
 START = datetime(2026, 11, 1, tzinfo=UTC)
 VOCABULARY = "https://uri.etsi.org/ngsi-ld/default-context/"
-COLUMNS = (
-    "entity_id", "name", "dataset_id", "observed_at", "has_observed_at", "kind", "unit_code",
-    "value_number", "value", "geometry", "extras",
-)  # fmt: skip
+COLUMNS = ("entity_id", "name", "dataset_id", "observed_at", "kind", "unit_code", "value_number")
 
 
 def observations(messages: int, entities: int) -> list[ObservationV1]:
@@ -84,48 +80,30 @@ def observations(messages: int, entities: int) -> list[ObservationV1]:
 
 
 def copy_text(items: list[ObservationV1], batch: int) -> list[str]:
-    """The history rows of the observations as COPY text, one buffer per batch of messages."""
+    """The history rows of the observations as COPY text, one buffer per batch of messages.
+
+    The same rows the ingest writes: expanded attribute name, default instance, observedAt,
+    kind, unit code and numeric value (the rest takes the columns' defaults in both runs).
+    """
     buffers = []
-
-    def expand(term: str) -> str:
-        return expand_term(term, VOCABULARY)
-
     for first in range(0, len(items), batch):
-        buffer = io.StringIO()
-        rows = []
-        for item in items[first : first + batch]:
-            for measure in measures(item, expand):
-                row = measure.instance()
-                rows.append(
-                    (
-                        row.entity_id,
-                        row.name,
-                        row.dataset_id,
-                        row.observed_at,
-                        row.has_observed_at,
-                        row.kind,
-                        row.unit_code,
-                        row.value_number,
-                        None,
-                        None,
-                        None,
-                    )
+        lines = [
+            "\t".join(
+                (
+                    item.entity_id,
+                    expand_term(measured.name, VOCABULARY),
+                    "@none",
+                    measured.observed_at.isoformat(),
+                    measured.kind,
+                    measured.unit_code or "\\N",
+                    repr(float(measured.value)),
                 )
-        for row in rows:
-            buffer.write(
-                "\t".join(
-                    "\\N"
-                    if v is None
-                    else (
-                        v.isoformat()
-                        if isinstance(v, datetime)
-                        else ("t" if v is True else "f" if v is False else str(v))
-                    )
-                    for v in row
-                )
-                + "\n"
             )
-        buffers.append(buffer.getvalue())
+            + "\n"
+            for item in items[first : first + batch]
+            for measured in item.attributes
+        ]
+        buffers.append("".join(lines))
     return buffers
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
 from sqlalchemy import select
 
-from cityos_kernel.bus import MemoryBus
+from cityos_kernel.bus import MemoryBus, Record
 from cityos_kernel.bus.consumer import ConsumerRunner
-from cityos_kernel.events.payloads import ObservedAttribute
+from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
 from cityos_kernel.events.topics import ENTITIES_CHANGED, OBSERVATIONS, PLATFORM_DEADLETTER
 from cityos_knowledge.ingest.consumer import GROUP, ingest_consumer
 from cityos_knowledge.outbox.relay import OutboxRelay
@@ -336,3 +337,116 @@ def test_an_entity_deleted_through_the_api_comes_back_with_new_observations(
         "deleted",
         "created",
     ]
+
+
+def _raw_observation(entity: str, attribute: str) -> bytes:
+    """An envelope written by hand: JSON that pydantic accepts but no model would produce."""
+    return (
+        b'{"type":"acquisition.observations","schema_version":1,"source":"test",'
+        b'"payload":{"entity_id":"' + entity.encode() + b'","entity_type":"WeatherObserved",'
+        b'"attributes":[' + attribute.encode() + b"]}}"
+    )
+
+
+def test_values_postgresql_cannot_hold_are_dead_lettered_not_retried_forever(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    dead = bus.subscribe("test-dead", [PLATFORM_DEADLETTER.name])
+    at = '"observed_at":"2026-11-01T00:00:00Z"'
+    cases = {
+        "urn:x:nan": '"value":NaN',
+        "urn:x:inf": '"value":1e400',
+        "urn:x:nul": '"value":"a\\u0000b"',
+        "urn:x:\\u0000": '"value":1',
+        "urn:x:ok": '"value":"a\\\\u0000b"',  # a backslash and "u0000": fine
+    }
+    bus.publish(
+        [
+            Record(
+                OBSERVATIONS.name, entity, _raw_observation(entity, f'{{"name":"t",{value},{at}}}')
+            )
+            for entity, value in cases.items()
+        ]
+    )
+    runner = consume_all(bus, knowledge_store)
+    assert runner.failures == 0
+    assert set(entity_documents(knowledge_store)) == {"urn:x:ok"}
+    assert current_values(knowledge_store) == {("urn:x:ok", "t"): "a\\u0000b"}
+    reasons = [PLATFORM_DEADLETTER.decode(d.value).payload.reason for d in dead.poll(10, 0.5)]
+    assert len(reasons) == 4
+    assert sum("not a JSON number" in reason for reason in reasons) == 2
+    assert sum("NUL" in reason for reason in reasons) == 2
+
+
+def test_numbers_keep_their_json_form_in_the_current_state(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    huge = 2**60 + 1
+    publish(
+        bus,
+        [
+            observation(
+                "urn:ngsi-ld:WeatherObserved:1",
+                0,
+                extra=[
+                    ObservedAttribute(name="count", value=21, observed_at=START),
+                    ObservedAttribute(name="huge", value=huge, observed_at=START),
+                    ObservedAttribute(name="flag", value=True, observed_at=START),
+                ],
+            )
+        ],
+    )
+    consume_all(bus, knowledge_store)
+    values = current_values(knowledge_store)
+    assert values[("urn:ngsi-ld:WeatherObserved:1", "count")] == 21
+    assert values[("urn:ngsi-ld:WeatherObserved:1", "huge")] == huge  # not rounded to a double
+    assert values[("urn:ngsi-ld:WeatherObserved:1", "flag")] is True
+    schema = knowledge_store.tenants.lookup(None)
+    with knowledge_store.engine.connect() as raw:
+        rows = bind_schema(raw, schema).execute(
+            select(attribute_instances.c.name, attribute_instances.c.value_number)
+        )
+        numbers = {row.name: row.value_number for row in rows}
+    assert numbers[VOCAB + "count"] == 21.0
+    assert numbers[VOCAB + "huge"] == float(huge)
+    assert numbers[VOCAB + "flag"] is None  # a boolean is not a number
+
+
+def test_an_observed_at_with_an_offset_goes_to_the_partition_of_its_utc_month(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    # 01:00 on the first of January at +02:00 is still December in UTC.
+    local = datetime(2030, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=2)))
+    publish(
+        bus,
+        [
+            ObservationV1(
+                entity_id="urn:ngsi-ld:WeatherObserved:1",
+                entity_type="WeatherObserved",
+                attributes=[ObservedAttribute(name="temperature", value=5.5, observed_at=local)],
+            )
+        ],
+    )
+    runner = consume_all(bus, knowledge_store)
+    assert runner.failures == 0
+    document = entity_documents(knowledge_store)["urn:ngsi-ld:WeatherObserved:1"]
+    assert document[VOCAB + "temperature"]["observedAt"] == "2029-12-31T23:00:00Z"
+    assert count_instances(knowledge_store) == 1
+
+
+def test_of_two_values_with_the_same_observed_at_in_a_batch_the_later_is_current(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    publish(
+        bus,
+        [
+            observation("urn:ngsi-ld:WeatherObserved:1", 0, temperature=1.0),
+            observation("urn:ngsi-ld:WeatherObserved:1", 0, temperature=2.0),
+        ],
+    )
+    runner = consume_all(bus, knowledge_store)
+    assert runner.failures == 0
+    assert count_instances(knowledge_store) == 1  # one instance per observedAt
+    assert current_values(knowledge_store) == {
+        ("urn:ngsi-ld:WeatherObserved:1", "temperature"): 2.0
+    }
