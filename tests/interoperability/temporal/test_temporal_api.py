@@ -357,6 +357,10 @@ def test_entities_without_instances_in_the_window_are_left_out(
         ("DELETE", "/temporal/entities/urn:ngsi-ld:X:1/attrs//urn:ngsi-ld:attribute:instance:1"),
         ("PATCH", "/temporal/entities//attrs/speed/urn:ngsi-ld:attribute:instance:1"),
         ("DELETE", "/temporal/entities/urn:ngsi-ld:X:1/attrs/%2E%2E"),
+        ("DELETE", "/temporal/entities/urn:ngsi-ld:X:1/attrs/%252e%252e"),
+        ("DELETE", "/temporal/entities//attrs/speed?datasetId=&deleteAll=false"),
+        ("PATCH", "/temporal/entities/urn:ngsi-ld:X:1/attrs/speed/not-a-uri"),
+        ("DELETE", "/temporal/entities/urn:ngsi-ld:X:1/attrs/speed/not-a-uri"),
     ],
 )
 def test_empty_or_dot_path_segments_are_bad_request_data(
@@ -373,3 +377,19 @@ def test_a_trailing_slash_still_reaches_the_collection(shared_ngsi_client: TestC
         json={"id": f"urn:ngsi-ld:{kind}:1", "type": kind, "speed": instances([1])},
     )
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/temporal/entities/urn:ngsi-ld:X:1/attrs/speed/", "DELETE"),
+        ("/temporal/entities/urn:ngsi-ld:X:1/attrs//urn:ngsi-ld:attribute:instance:1", "DELETE"),
+        ("/temporal/entities/urn:ngsi-ld:X:1/attrs", "POST"),
+    ],
+)
+def test_a_method_the_named_resource_does_not_serve_is_405(
+    shared_ngsi_client: TestClient, path: str, allowed: str
+) -> None:
+    response = shared_ngsi_client.patch(f"{API}{path}", json={"value": 1})
+    problem(response, 405, "MethodNotAllowed")
+    assert response.headers["Allow"] == allowed

@@ -59,6 +59,11 @@ from cityos_interoperability.temporal.documents import (
     expand_temporal_fragment,
 )
 from cityos_interoperability.temporal.paging import TemporalPage, Window, paginate
+from cityos_interoperability.temporal.paths import (
+    check_instance_id,
+    is_dot_segment,
+    unmatched_path_error,
+)
 from cityos_knowledge.service import TemporalQuery, parse_temporal_query
 from cityos_support.security import require
 
@@ -509,6 +514,7 @@ def build(services: ApiServices) -> APIRouter:
     ) -> Response:
         """Change the value or sub-attributes of one attribute instance."""
         check_entity_id(entityId)
+        check_instance_id(instanceId)
         document = await read_document(request, max_bytes=settings.max_request_bytes)
         terms = await services.terms(document.context)
         name = attribute_name(terms, attrId)
@@ -538,6 +544,7 @@ def build(services: ApiServices) -> APIRouter:
     ) -> Response:
         """Delete one attribute instance."""
         check_entity_id(entityId)
+        check_instance_id(instanceId)
         terms = await request_terms(services, request)
         name = attribute_name(terms, attrId)
         await run_in_threadpool(
@@ -545,26 +552,32 @@ def build(services: ApiServices) -> APIRouter:
         )
         return no_content()
 
-    @router.api_route(
+    async def unmatched_temporal_path(request: Request, rest: str) -> Response:
+        """Paths under /temporal/entities that name no resource."""
+        if not rest:  # /temporal/entities/ : what the application's slash redirect does
+            path = request.url.path.rstrip("/")
+            return RedirectResponse(request.url.replace(path=path), status_code=307)
+        raise unmatched_path_error(request.method, rest)
+
+    # Its query parameters belong to the operation the client meant: not judged here.
+    router.add_api_route(
         "/temporal/entities/{rest:path}",
+        unmatched_temporal_path,
         methods=["GET", "POST", "PATCH", "DELETE"],
         include_in_schema=False,
         dependencies=READ,
+        route_class_override=type(
+            "UnmatchedTemporalRoute",
+            (services.route_class,),
+            {"_check_preconditions": lambda self, request: None},
+        ),
     )
-    async def unmatched_temporal_path(request: Request, rest: str) -> Response:
-        """Paths under /temporal/entities that name no resource."""
-        path = request.url.path
-        if not rest:  # /temporal/entities/ : what the application's slash redirect does
-            return RedirectResponse(request.url.replace(path=path.rstrip("/")), status_code=307)
-        if "//" in path or path.endswith("/"):
-            raise BadRequestDataError("an entity id, attribute name or instance id is empty")
-        raise ResourceNotFoundError(f"{path} names no temporal resource")
 
     return router
 
 
 def attribute_name(terms: TermMap, name: str) -> str:
     """An attribute name from the path, expanded (``.``/``..`` and bad names are 400)."""
-    if name in (".", "..") or "/" in name:
+    if is_dot_segment(name):
         raise BadRequestDataError(f"{name!r} is not an attribute name")
     return terms.expand(check_name(name, "attribute name"))
