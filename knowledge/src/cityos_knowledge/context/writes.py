@@ -154,7 +154,7 @@ class ContextWriter:
         self._apply_types_and_scopes(entity_id, state, fragment)
         existing = self._bodies(entity_id)
         rows = [
-            attribute_row(name, _merged(existing.get((name, _dataset(raw))), raw))
+            attribute_row(name, merged_attribute(existing.get((name, _dataset(raw))), raw))
             for name, instances in fragment.raw.items()
             for raw in instances
         ]
@@ -222,7 +222,7 @@ class ContextWriter:
         if is_null(partial):
             delete_attributes(self._connection, entity_id, name, dataset_id)
         else:
-            self._write_rows(entity_id, [attribute_row(name, _merged(existing, partial))])
+            self._write_rows(entity_id, [attribute_row(name, merged_attribute(existing, partial))])
         self._note(entity_id, "updated", [name], state.document)
 
     def replace_attribute(self, entity_id: str, name: str, rows: list[AttributeRow]) -> None:
@@ -377,7 +377,9 @@ def _dataset(instance: Mapping[str, Any]) -> str:
     return dataset
 
 
-def _merged(existing: Mapping[str, Any] | None, partial: Mapping[str, Any]) -> dict[str, Any]:
+def merged_attribute(
+    existing: Mapping[str, Any] | None, partial: Mapping[str, Any]
+) -> dict[str, Any]:
     """An attribute merged with a partial one: members replaced, nulls removed.
 
     A partial attribute of another type starts afresh (a Property's ``value`` must not

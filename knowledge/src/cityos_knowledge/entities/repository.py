@@ -288,9 +288,10 @@ _ATTRIBUTE_RECORD = [
     column("body", JSONB),
 ]
 
-_DOCUMENT_SQL = """
-UPDATE {entities} AS e SET
-  entity = jsonb_build_object('id', e.id, 'type', to_jsonb(e.types))
+#: An entity's document built from its attribute rows (ADR 0014), as the value of
+#: ``entity`` in an UPDATE of ``entities AS e``; ``{attributes}`` names where the rows come
+#: from (the table, or a CTE with entity_id, name, dataset_id and body). A format template.
+DOCUMENT_EXPRESSION = """jsonb_build_object('id', e.id, 'type', to_jsonb(e.types))
     || CASE WHEN e.scopes IS NULL THEN '{{}}'::jsonb
             ELSE jsonb_build_object('scope', to_jsonb(e.scopes)) END
     || coalesce((
@@ -301,11 +302,15 @@ UPDATE {entities} AS e SET
                     ELSE jsonb_agg(a.body ORDER BY a.dataset_id) END AS document
         FROM {attributes} AS a WHERE a.entity_id = e.id GROUP BY a.name
       ) AS grouped
-    ), '{{}}'::jsonb),
+    ), '{{}}'::jsonb)"""
+
+_DOCUMENT_SQL = f"""
+UPDATE {{entities}} AS e SET
+  entity = {DOCUMENT_EXPRESSION},
   modified_at = :now
 WHERE e.id = ANY(:ids)
 RETURNING e.id, e.types, e.entity, e.created_at, e.modified_at
-"""
+"""  # noqa: S608 (a constant template)
 
 
 def document_update_sql(connection: Connection, schema: str) -> str:
