@@ -206,3 +206,16 @@ def test_an_unrestricted_scope_changes_nothing() -> None:
         vocabulary=VOCAB,
     )
     assert tenant_only is not None and not tenant_only.filters_reads
+
+
+def test_a_scoped_view_applies_its_scope_to_every_call(city: KnowledgeService) -> None:
+    view = city.scoped(APP)
+    assert ids(view.query_entities("city", parse_entity_query({}), expand=expand)) == [
+        "urn:ngsi-ld:ParkingSpot:1",
+        "urn:ngsi-ld:Person:1",
+    ]
+    with pytest.raises(AccessDeniedError):
+        view.delete_entity("city", "urn:ngsi-ld:Person:1")
+    everything = DataScope(tenants=None, readable_types=None, writable_types=None)
+    assert city.scoped(everything) is city
+    assert len(city.query_entities("city", parse_entity_query({})).entities) == 3

@@ -16,6 +16,7 @@ Errors are :class:`KnowledgeError` subclasses carrying ``problem_type``, ``title
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,6 +142,8 @@ class KnowledgeService:
 
     def __init__(self, store: KnowledgeStore) -> None:
         self._store = store
+        #: The data scope every call of this view applies (see :meth:`scoped`).
+        self._scope: DataScope | None = None
 
     @classmethod
     def from_url(
@@ -159,9 +162,23 @@ class KnowledgeService:
 
     # -- transactions --------------------------------------------------------------------
 
+    def scoped(self, scope: DataScope | None) -> KnowledgeService:
+        """This facade as one subject sees it: every call applies ``scope`` (level 1).
+
+        An unrestricted scope gives this facade itself. The view shares the store.
+        """
+        if self._access(scope) is None:
+            return self
+        view = copy.copy(self)
+        view._scope = scope
+        return view
+
     def _access(self, scope: DataScope | None) -> DataAccess | None:
         """A subject's data scope in SQL terms; None when it restricts nothing."""
-        return data_access(scope, vocabulary=self._store.settings.knowledge_default_vocabulary)
+        return data_access(
+            scope if scope is not None else self._scope,
+            vocabulary=self._store.settings.knowledge_default_vocabulary,
+        )
 
     @contextmanager
     def _writing(

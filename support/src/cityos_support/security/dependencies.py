@@ -18,11 +18,12 @@ SQL filters and ``principal.tenant`` for the tenant the request addressed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from fastapi import HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
 
 from cityos_kernel.events.envelope import DEFAULT_TENANT
 from cityos_support.security.policy import DataScope, Grants
@@ -111,12 +112,17 @@ class WriteRecorder(Protocol):
     ) -> None: ...
 
 
+@functools.cache
 def require(permission: str) -> WriteAuditingDependency:
     """A FastAPI dependency that lets the request through only with ``permission``.
 
     When the authorizer records writes, a POST/PUT/PATCH/DELETE that passed is an audit
     event once the route has finished: ``success``, or ``failure`` if the route raised.
     Layers may emit richer events of their own (the entity changed, the rule edited).
+
+    One dependency per permission name (cached), so a route that also asks for the
+    caller's :func:`data_scope` is authorized once per request: FastAPI reuses the value
+    of a dependency it has already solved for the request.
     """
     if not permission or permission == PUBLIC:
         raise ValueError("require() needs a real permission name; use public() for open routes")
@@ -142,6 +148,25 @@ def require(permission: str) -> WriteAuditingDependency:
 
     check_permission.cityos_permission = permission  # type: ignore[attr-defined]
     return check_permission
+
+
+@functools.cache
+def data_scope(permission: str) -> Callable[..., Awaitable[DataScope]]:
+    """A dependency giving the data scope of the caller that ``require(permission)`` admits.
+
+    Routes pass it to the knowledge facade (level-1 authorization, evaluated in SQL)::
+
+        ReadScope = Annotated[DataScope, Depends(data_scope("entities:read"))]
+    """
+    check = require(permission)
+
+    # A default, not Annotated[...]: the annotation is a string (PEP 563) that FastAPI
+    # resolves in this module's globals, where the local ``check`` does not exist.
+    async def scope_of_caller(principal: Principal = Depends(check)) -> DataScope:  # noqa: B008
+        return principal.scope
+
+    scope_of_caller.cityos_permission = permission  # type: ignore[attr-defined]
+    return scope_of_caller
 
 
 def public() -> PermissionDependency:

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from cityos_interoperability.ngsild.api.common import check_entity_id, facade_of, request_terms
+from cityos_interoperability.ngsild.access import WriteScope, facade_for
+from cityos_interoperability.ngsild.api.common import check_entity_id, request_terms
 from cityos_interoperability.ngsild.api.entities import ENTITY_BODY, WRITE
 from cityos_interoperability.ngsild.body import read_document
 from cityos_interoperability.ngsild.errors import BadRequestDataError
@@ -74,6 +75,7 @@ def build(services: ApiServices) -> APIRouter:
         request: Request,
         entityId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
         options: str | None = None,
         type: str | None = None,
     ) -> Response:
@@ -82,7 +84,7 @@ def build(services: ApiServices) -> APIRouter:
         _, flags = parse_options(options, None, allowed=("noOverwrite",))
         terms, fragment = await fragment_of(request, allow_null=False)
         outcome = await run_in_threadpool(
-            lambda: facade_of(services).append_attributes(
+            lambda: facade_for(services, scope).append_attributes(
                 tenant,
                 entityId,
                 fragment,
@@ -103,13 +105,14 @@ def build(services: ApiServices) -> APIRouter:
         request: Request,
         entityId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
         type: str | None = None,
     ) -> Response:
         """Update existing attributes of an entity."""
         check_entity_id(entityId)
         terms, fragment = await fragment_of(request, allow_null=True)
         outcome = await run_in_threadpool(
-            lambda: facade_of(services).update_attributes(
+            lambda: facade_for(services, scope).update_attributes(
                 tenant, entityId, fragment, entity_type=_expanded(terms, type)
             )
         )
@@ -127,6 +130,7 @@ def build(services: ApiServices) -> APIRouter:
         entityId: str,  # noqa: N803
         attrId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
         type: str | None = None,
     ) -> Response:
         """Partially update one attribute (only the members sent change)."""
@@ -141,7 +145,7 @@ def build(services: ApiServices) -> APIRouter:
         body = {k: v for k, v in document.body.items() if k != "@context"}
         fragment = Expander(terms, partial=True).attribute(body, attrId)
         await run_in_threadpool(
-            lambda: facade_of(services).patch_attribute(
+            lambda: facade_for(services, scope).patch_attribute(
                 tenant, entityId, name, fragment, entity_type=_expanded(terms, type)
             )
         )
@@ -159,6 +163,7 @@ def build(services: ApiServices) -> APIRouter:
         entityId: str,  # noqa: N803
         attrId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
     ) -> Response:
         """Replace one attribute."""
         check_entity_id(entityId)
@@ -172,7 +177,7 @@ def build(services: ApiServices) -> APIRouter:
             body = {k: v for k, v in body.items() if k != "@context"}
         attribute = Expander(terms).attribute(body, attrId)
         await run_in_threadpool(
-            facade_of(services).replace_attribute, tenant, entityId, name, attribute
+            facade_for(services, scope).replace_attribute, tenant, entityId, name, attribute
         )
         return no_content()
 
@@ -187,6 +192,7 @@ def build(services: ApiServices) -> APIRouter:
         entityId: str,  # noqa: N803
         attrId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
         datasetId: str | None = None,  # noqa: N803
         deleteAll: bool = False,  # noqa: N803
         type: str | None = None,
@@ -199,14 +205,14 @@ def build(services: ApiServices) -> APIRouter:
         terms = await request_terms(services, request)
         if attrId == "scope":
             await run_in_threadpool(
-                lambda: facade_of(services).delete_scope(
+                lambda: facade_for(services, scope).delete_scope(
                     tenant, entityId, entity_type=_expanded(terms, type)
                 )
             )
             return no_content()
         name = terms.expand(attrId)
         await run_in_threadpool(
-            lambda: facade_of(services).delete_attribute(
+            lambda: facade_for(services, scope).delete_attribute(
                 tenant,
                 entityId,
                 name,

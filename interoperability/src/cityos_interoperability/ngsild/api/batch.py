@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from cityos_interoperability.ngsild.access import ReadScope, WriteScope, facade_for
 from cityos_interoperability.ngsild.api.common import (
     FormatParam,
     GeometryPropertyParam,
@@ -25,7 +26,6 @@ from cityos_interoperability.ngsild.api.common import (
     PickParam,
     entity_media_type,
     entity_query,
-    facade_of,
     render_entities,
     representation,
 )
@@ -43,6 +43,7 @@ from cityos_interoperability.ngsild.representation import parse_options
 from cityos_interoperability.ngsild.responses import no_content
 from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
+from cityos_support.security.policy import DataScope
 
 BATCH_BODY = {
     "required": True,
@@ -134,13 +135,14 @@ def build(services: ApiServices) -> APIRouter:
 
     async def run(
         tenant: str | None,
+        scope: DataScope,
         operation: BatchOperation,
         items: list[Any],
         flags: set[str],
     ) -> BatchResult:
         if not items:
             return BatchResult()
-        facade = facade_of(services)
+        facade = facade_for(services, scope)
         calls: dict[BatchOperation, Callable[[], BatchResult]] = {
             "create": lambda: facade.batch_create(tenant, items),
             "upsert": lambda: facade.batch_upsert(tenant, items, replace="update" not in flags),
@@ -152,14 +154,14 @@ def build(services: ApiServices) -> APIRouter:
         }
         return await run_in_threadpool(calls[operation])
 
-    async def existing_ids(tenant: str | None, ids: list[str]) -> set[str]:
+    async def existing_ids(tenant: str | None, scope: DataScope, ids: list[str]) -> set[str]:
         """Which of ``ids`` already exist (an upsert answers 201 only for new ones)."""
         if not ids:
             return set()
         query = parse_query(
             {"id": ",".join(ids), "pick": "id", "limit": str(len(ids))}, max_limit=len(ids)
         )
-        facade = facade_of(services)
+        facade = facade_for(services, scope)
         try:
             page = await run_in_threadpool(lambda: facade.query_entities(tenant, query))
         except NonexistentTenantError:
@@ -170,17 +172,17 @@ def build(services: ApiServices) -> APIRouter:
         operation: Literal["create", "upsert", "update", "merge"], summary: str
     ) -> None:
         async def handler(
-            request: Request, tenant: TenantDep, options: str | None = None
+            request: Request, tenant: TenantDep, scope: WriteScope, options: str | None = None
         ) -> Response:
             _, flags = parse_options(options, None, allowed=("replace", "update", "noOverwrite"))
             entities, rejected = await expand_all(
                 await read_batch(request), partial=operation in ("update", "merge")
             )
             if operation != "upsert":
-                outcome = await run(tenant, operation, entities, flags)
+                outcome = await run(tenant, scope, operation, entities, flags)
                 return batch_response(outcome, rejected, created=operation == "create")
-            existing = await existing_ids(tenant, [str(e.get("id")) for e in entities])
-            outcome = await run(tenant, operation, entities, flags)
+            existing = await existing_ids(tenant, scope, [str(e.get("id")) for e in entities])
+            outcome = await run(tenant, scope, operation, entities, flags)
             if outcome.errors or rejected:
                 return batch_response(outcome, rejected, created=False)
             # 201 with the ids of the entities it created, 204 when it only replaced.
@@ -212,7 +214,7 @@ def build(services: ApiServices) -> APIRouter:
         openapi_extra={"requestBody": DELETE_BODY},
         responses={207: {"description": "Some entities failed: success and errors arrays"}},
     )
-    async def batch_delete(request: Request, tenant: TenantDep) -> Response:
+    async def batch_delete(request: Request, tenant: TenantDep, scope: WriteScope) -> Response:
         """Delete several entities by id."""
         document = await read_document(
             request, max_bytes=settings.max_request_bytes, accepted=(JSON, JSON_LD)
@@ -226,7 +228,7 @@ def build(services: ApiServices) -> APIRouter:
             for item in ids
             if not is_uri(item)
         ]
-        outcome = await run(tenant, "delete", good, set())
+        outcome = await run(tenant, scope, "delete", good, set())
         return batch_response(outcome, rejected, created=False)
 
     @router.post(
@@ -238,6 +240,7 @@ def build(services: ApiServices) -> APIRouter:
     async def batch_query(
         request: Request,
         tenant: TenantDep,
+        scope: ReadScope,
         options: OptionsParam = None,
         format: FormatParam = None,
         pick: PickParam = None,
@@ -287,7 +290,7 @@ def build(services: ApiServices) -> APIRouter:
             found["coordinates"] = orjson.dumps(geo["coordinates"]).decode()
         parameters.update({k: str(v) for k, v in found.items() if v})
         query = entity_query(settings, parameters)
-        facade = facade_of(services)
+        facade = facade_for(services, scope)
         page = await run_in_threadpool(
             lambda: facade.query_entities(
                 tenant, query, expand=terms.expand, sys_attrs=rep.sys_attrs

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from cityos_interoperability.ngsild.api.common import facade_of, request_terms
+from cityos_interoperability.ngsild.access import ReadScope, facade_for
+from cityos_interoperability.ngsild.api.common import request_terms
 from cityos_interoperability.ngsild.api.entities import READ
 from cityos_interoperability.ngsild.facade import AttributeSummary
 from cityos_interoperability.ngsild.jsonld.context import TermMap
@@ -31,11 +32,15 @@ def build(services: ApiServices) -> APIRouter:
 
     @router.get("/types", operation_id="retrieveEntityTypes", dependencies=READ)
     async def list_types(
-        request: Request, tenant: TenantDep, details: DetailsParam = False, local: bool = False
+        request: Request,
+        tenant: TenantDep,
+        scope: ReadScope,
+        details: DetailsParam = False,
+        local: bool = False,
     ) -> Response:
         """List the entity types present."""
         terms = await request_terms(services, request)
-        types = await run_in_threadpool(facade_of(services).entity_types, tenant)
+        types = await run_in_threadpool(facade_for(services, scope).entity_types, tenant)
         if details:
             body: Any = [
                 {
@@ -59,13 +64,14 @@ def build(services: ApiServices) -> APIRouter:
         request: Request,
         type: str,
         tenant: TenantDep,
+        scope: ReadScope,
         local: bool = False,
     ) -> Response:
         """Details of one entity type: how many entities, which attributes."""
         check_name(type, "entity type")
         terms = await request_terms(services, request)
         iri = terms.expand(type)
-        info = await run_in_threadpool(facade_of(services).entity_type, tenant, iri)
+        info = await run_in_threadpool(facade_for(services, scope).entity_type, tenant, iri)
         body = {
             "id": info.type_name,
             "type": "EntityTypeInfo",
@@ -85,11 +91,15 @@ def build(services: ApiServices) -> APIRouter:
 
     @router.get("/attributes", operation_id="retrieveAttrTypes", dependencies=READ)
     async def list_attributes(
-        request: Request, tenant: TenantDep, details: DetailsParam = False, local: bool = False
+        request: Request,
+        tenant: TenantDep,
+        scope: ReadScope,
+        details: DetailsParam = False,
+        local: bool = False,
     ) -> Response:
         """List the attribute names present."""
         terms = await request_terms(services, request)
-        rows = await run_in_threadpool(facade_of(services).attributes, tenant)
+        rows = await run_in_threadpool(facade_for(services, scope).attributes, tenant)
         if details:
             body: Any = [_attribute(terms, row, with_count=False) for row in rows]
         else:
@@ -105,13 +115,14 @@ def build(services: ApiServices) -> APIRouter:
         request: Request,
         attrId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: ReadScope,
         local: bool = False,
     ) -> Response:
         """Details of one attribute: how often, which attribute types, on which types."""
         check_name(attrId, "attribute name")
         terms = await request_terms(services, request)
         iri = terms.expand(attrId)
-        row = await run_in_threadpool(facade_of(services).attribute, tenant, iri)
+        row = await run_in_threadpool(facade_for(services, scope).attribute, tenant, iri)
         return await respond(request, terms, _attribute(terms, row, with_count=True))
 
     return router

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from cityos_interoperability.ngsild.access import ReadScope, WriteScope, facade_for
 from cityos_interoperability.ngsild.api.common import (
     AttrsParam,
     FormatParam,
@@ -27,7 +28,6 @@ from cityos_interoperability.ngsild.api.common import (
     entity_media_type,
     entity_query,
     expand_attrs,
-    facade_of,
     render_entities,
     representation,
     request_terms,
@@ -72,12 +72,12 @@ def build(services: ApiServices) -> APIRouter:
         openapi_extra={"requestBody": ENTITY_BODY},
         responses={201: {"description": "Created; Location names the entity"}},
     )
-    async def create_entity(request: Request, tenant: TenantDep) -> Response:
+    async def create_entity(request: Request, tenant: TenantDep, scope: WriteScope) -> Response:
         """Create an entity."""
         document = await read_document(request, max_bytes=settings.max_request_bytes)
         terms = await services.terms(document.context)
         entity = Expander(terms).entity(document.body)
-        await run_in_threadpool(facade_of(services).create_entity, tenant, entity)
+        await run_in_threadpool(facade_for(services, scope).create_entity, tenant, entity)
         location = "/ngsi-ld/v1/entities/" + quote(entity["id"], safe=URI_SAFE)
         return Response(status_code=201, headers={"Location": location})
 
@@ -85,6 +85,7 @@ def build(services: ApiServices) -> APIRouter:
     async def query_entities(
         request: Request,
         tenant: TenantDep,
+        scope: ReadScope,
         id: str | None = None,
         idPattern: str | None = None,  # noqa: N803
         type: str | None = None,
@@ -111,7 +112,7 @@ def build(services: ApiServices) -> APIRouter:
         rep = representation(options, format, pick, omit, lang)
         terms = await request_terms(services, request)
         query = entity_query(settings, request.query_params)
-        facade = facade_of(services)
+        facade = facade_for(services, scope)
         page = await run_in_threadpool(
             lambda: facade.query_entities(
                 tenant, query, expand=terms.expand, sys_attrs=rep.sys_attrs
@@ -135,6 +136,7 @@ def build(services: ApiServices) -> APIRouter:
     async def purge_entities(
         request: Request,
         tenant: TenantDep,
+        scope: WriteScope,
         id: str | None = None,
         idPattern: str | None = None,  # noqa: N803
         type: str | None = None,
@@ -161,7 +163,7 @@ def build(services: ApiServices) -> APIRouter:
                 "or local=true"
             )
         terms = await request_terms(services, request)
-        facade = facade_of(services)
+        facade = facade_for(services, scope)
         await run_in_threadpool(
             lambda: facade.purge_entities(
                 tenant,
@@ -178,6 +180,7 @@ def build(services: ApiServices) -> APIRouter:
         request: Request,
         entityId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: ReadScope,
         attrs: AttrsParam = None,
         type: str | None = None,
         geometry_property: GeometryPropertyParam = None,
@@ -194,7 +197,7 @@ def build(services: ApiServices) -> APIRouter:
         rep = representation(options, format, pick, omit, lang)
         terms = await request_terms(services, request)
         entity = await run_in_threadpool(
-            lambda: facade_of(services).retrieve_entity(
+            lambda: facade_for(services, scope).retrieve_entity(
                 tenant, entityId, attrs=expand_attrs(terms, attrs), sys_attrs=rep.sys_attrs
             )
         )
@@ -215,7 +218,12 @@ def build(services: ApiServices) -> APIRouter:
         dependencies=WRITE,
         openapi_extra={"requestBody": ENTITY_BODY},
     )
-    async def replace_entity(request: Request, entityId: str, tenant: TenantDep) -> Response:  # noqa: N803
+    async def replace_entity(
+        request: Request,
+        entityId: str,  # noqa: N803
+        tenant: TenantDep,
+        scope: WriteScope,
+    ) -> Response:
         """Replace an entity with the one in the body."""
         check_entity_id(entityId)
         document = await read_document(request, max_bytes=settings.max_request_bytes)
@@ -226,7 +234,9 @@ def build(services: ApiServices) -> APIRouter:
         entity = Expander(terms).entity(
             {**body, "id": entityId} if isinstance(body, dict) else body
         )
-        await run_in_threadpool(facade_of(services).replace_entity, tenant, entityId, entity)
+        await run_in_threadpool(
+            facade_for(services, scope).replace_entity, tenant, entityId, entity
+        )
         return no_content()
 
     @router.patch(
@@ -236,7 +246,12 @@ def build(services: ApiServices) -> APIRouter:
         dependencies=WRITE,
         openapi_extra={"requestBody": MERGE_BODY},
     )
-    async def merge_entity(request: Request, entityId: str, tenant: TenantDep) -> Response:  # noqa: N803
+    async def merge_entity(
+        request: Request,
+        entityId: str,  # noqa: N803
+        tenant: TenantDep,
+        scope: WriteScope,
+    ) -> Response:
         """Merge the body into an entity (merge-patch)."""
         check_entity_id(entityId)
         document = await read_document(
@@ -247,7 +262,9 @@ def build(services: ApiServices) -> APIRouter:
         if isinstance(body, dict) and body.get("id", entityId) != entityId:
             raise BadRequestDataError("the body's id differs from the entity id in the URL")
         fragment = Expander(terms, partial=True).fragment(body)
-        await run_in_threadpool(facade_of(services).merge_entity, tenant, entityId, fragment)
+        await run_in_threadpool(
+            facade_for(services, scope).merge_entity, tenant, entityId, fragment
+        )
         return no_content()
 
     @router.delete(
@@ -256,12 +273,13 @@ def build(services: ApiServices) -> APIRouter:
     async def delete_entity(
         entityId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
         type: str | None = None,
         local: bool = False,
     ) -> Response:
         """Delete an entity."""
         check_entity_id(entityId)
-        await run_in_threadpool(facade_of(services).delete_entity, tenant, entityId)
+        await run_in_threadpool(facade_for(services, scope).delete_entity, tenant, entityId)
         return no_content()
 
     return router

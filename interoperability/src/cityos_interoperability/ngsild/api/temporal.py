@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from cityos_interoperability.ngsild.access import TemporalScope, WriteScope, facade_for
 from cityos_interoperability.ngsild.api.common import (
     AttrsParam,
     FormatParam,
@@ -29,7 +30,6 @@ from cityos_interoperability.ngsild.api.common import (
     check_entity_id,
     entity_query,
     expand_attrs,
-    facade_of,
     request_terms,
 )
 from cityos_interoperability.ngsild.body import read_document
@@ -66,6 +66,7 @@ from cityos_interoperability.temporal.paths import (
 )
 from cityos_knowledge.service import TemporalQuery, parse_temporal_query
 from cityos_support.security import require
+from cityos_support.security.policy import DataScope
 
 PATH = "/ngsi-ld/v1/temporal/entities"
 READ = [Depends(require("temporal:read"))]
@@ -264,6 +265,7 @@ def build(services: ApiServices) -> APIRouter:
     async def run_query(
         request: Request,
         tenant: str | None,
+        scope: DataScope,
         parameters: Mapping[str, str],
         terms: TermMap,
         options: str | None,
@@ -279,7 +281,7 @@ def build(services: ApiServices) -> APIRouter:
             )
         query = entity_query(settings, parameters)
         temporal = temporal_query(parameters, fmt)
-        facade = facade_of(services)
+        facade = facade_for(services, scope)
         page = await run_in_threadpool(
             lambda: facade.query_temporal(
                 tenant,
@@ -321,6 +323,7 @@ def build(services: ApiServices) -> APIRouter:
     async def query_temporal_entities(
         request: Request,
         tenant: TenantDep,
+        scope: TemporalScope,
         id: str | None = None,
         idPattern: str | None = None,  # noqa: N803
         type: str | None = None,
@@ -345,7 +348,9 @@ def build(services: ApiServices) -> APIRouter:
     ) -> Response:
         """Query the temporal evolution of entities."""
         terms = await request_terms(services, request)
-        return await run_query(request, tenant, request.query_params, terms, options, format, local)
+        return await run_query(
+            request, tenant, scope, request.query_params, terms, options, format, local
+        )
 
     @router.post(
         "/temporal/entityOperations/query",
@@ -356,6 +361,7 @@ def build(services: ApiServices) -> APIRouter:
     async def query_temporal_batch(
         request: Request,
         tenant: TenantDep,
+        scope: TemporalScope,
         options: OptionsParam = None,
         format: FormatParam = None,
         aggrMethods: str | None = None,  # noqa: N803
@@ -371,7 +377,7 @@ def build(services: ApiServices) -> APIRouter:
         parameters = {**request.query_params, **query_body_parameters(document.body)}
         if "aggrMethods" in parameters and format is None and not options:
             format = "aggregatedValues"  # the body's aggrParams ask for aggregation
-        return await run_query(request, tenant, parameters, terms, options, format, local)
+        return await run_query(request, tenant, scope, parameters, terms, options, format, local)
 
     @router.post(
         "/temporal/entities",
@@ -380,13 +386,15 @@ def build(services: ApiServices) -> APIRouter:
         openapi_extra={"requestBody": TEMPORAL_BODY},
         responses={201: {"description": "Created"}, 204: {"description": "Instances added"}},
     )
-    async def create_temporal_entity(request: Request, tenant: TenantDep) -> Response:
+    async def create_temporal_entity(
+        request: Request, tenant: TenantDep, scope: WriteScope
+    ) -> Response:
         """Create a temporal entity, or add instances to an existing one."""
         document = await read_document(request, max_bytes=settings.max_request_bytes)
         terms = await services.terms(document.context)
         entity = expand_temporal_entity(terms, document.body)
         created = await run_in_threadpool(
-            facade_of(services).create_temporal_entity, tenant, entity
+            facade_for(services, scope).create_temporal_entity, tenant, entity
         )
         if created:
             return Response(status_code=201, headers={"Location": f"{PATH}/{entity['id']}"})
@@ -401,6 +409,7 @@ def build(services: ApiServices) -> APIRouter:
         request: Request,
         entityId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: TemporalScope,
         attrs: AttrsParam = None,
         options: OptionsParam = None,
         format: FormatParam = None,
@@ -418,7 +427,7 @@ def build(services: ApiServices) -> APIRouter:
         terms = await request_terms(services, request)
         names = expand_attrs(terms, attrs)
         entity = await run_in_threadpool(
-            lambda: facade_of(services).retrieve_temporal(
+            lambda: facade_for(services, scope).retrieve_temporal(
                 tenant,
                 entityId,
                 temporal,
@@ -445,10 +454,16 @@ def build(services: ApiServices) -> APIRouter:
         status_code=204,
         dependencies=WRITE,
     )
-    async def delete_temporal_entity(entityId: str, tenant: TenantDep) -> Response:  # noqa: N803
+    async def delete_temporal_entity(
+        entityId: str,  # noqa: N803
+        tenant: TenantDep,
+        scope: WriteScope,
+    ) -> Response:
         """Delete an entity and its whole history."""
         check_entity_id(entityId)
-        await run_in_threadpool(facade_of(services).delete_temporal_entity, tenant, entityId)
+        await run_in_threadpool(
+            facade_for(services, scope).delete_temporal_entity, tenant, entityId
+        )
         return no_content()
 
     @router.post(
@@ -462,6 +477,7 @@ def build(services: ApiServices) -> APIRouter:
         request: Request,
         entityId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
     ) -> Response:
         """Add attribute instances to a temporal entity."""
         check_entity_id(entityId)
@@ -469,7 +485,7 @@ def build(services: ApiServices) -> APIRouter:
         terms = await services.terms(document.context)
         fragment = expand_temporal_fragment(terms, document.body)
         await run_in_threadpool(
-            facade_of(services).append_temporal_attributes, tenant, entityId, fragment
+            facade_for(services, scope).append_temporal_attributes, tenant, entityId, fragment
         )
         return no_content()
 
@@ -484,6 +500,7 @@ def build(services: ApiServices) -> APIRouter:
         entityId: str,  # noqa: N803
         attrId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
         datasetId: str | None = None,  # noqa: N803
         deleteAll: bool = False,  # noqa: N803
     ) -> Response:
@@ -492,7 +509,7 @@ def build(services: ApiServices) -> APIRouter:
         terms = await request_terms(services, request)
         name = attribute_name(terms, attrId)
         await run_in_threadpool(
-            lambda: facade_of(services).delete_temporal_attribute(
+            lambda: facade_for(services, scope).delete_temporal_attribute(
                 tenant, entityId, name, dataset_id=datasetId, delete_all=deleteAll
             )
         )
@@ -511,6 +528,7 @@ def build(services: ApiServices) -> APIRouter:
         attrId: str,  # noqa: N803
         instanceId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
     ) -> Response:
         """Change the value or sub-attributes of one attribute instance."""
         check_entity_id(entityId)
@@ -520,7 +538,7 @@ def build(services: ApiServices) -> APIRouter:
         name = attribute_name(terms, attrId)
         partial = expand_instance(terms, attrId, document.body)
         await run_in_threadpool(
-            facade_of(services).modify_attribute_instance,
+            facade_for(services, scope).modify_attribute_instance,
             tenant,
             entityId,
             name,
@@ -541,6 +559,7 @@ def build(services: ApiServices) -> APIRouter:
         attrId: str,  # noqa: N803
         instanceId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriteScope,
     ) -> Response:
         """Delete one attribute instance."""
         check_entity_id(entityId)
@@ -548,7 +567,11 @@ def build(services: ApiServices) -> APIRouter:
         terms = await request_terms(services, request)
         name = attribute_name(terms, attrId)
         await run_in_threadpool(
-            facade_of(services).delete_attribute_instance, tenant, entityId, name, instanceId
+            facade_for(services, scope).delete_attribute_instance,
+            tenant,
+            entityId,
+            name,
+            instanceId,
         )
         return no_content()
 
