@@ -393,3 +393,39 @@ def test_a_method_the_named_resource_does_not_serve_is_405(
     response = shared_ngsi_client.patch(f"{API}{path}", json={"value": 1})
     problem(response, 405, "MethodNotAllowed")
     assert response.headers["Allow"] == allowed
+
+
+def test_datasetid_keeps_only_the_instances_of_those_datasets(
+    shared_ngsi_client: TestClient,
+) -> None:
+    kind = vehicle_type()
+    common = "urn:ngsi-ld:Dataset:common"
+    speed = [
+        *instances([1, 2]),
+        *[{**item, "datasetId": common} for item in instances([10, 20], start=2)],
+    ]
+    both = create(shared_ngsi_client, kind, 1, speed=speed)
+    default_only = create(shared_ngsi_client, kind, 2, speed=instances([5]))
+
+    def query(dataset_id: str) -> dict[str, Any]:
+        response = shared_ngsi_client.get(
+            f"{API}/temporal/entities",
+            params={"type": kind, "datasetId": dataset_id, "options": "temporalValues"},
+        )
+        assert response.status_code == 200, response.text
+        return {entity["id"]: entity for entity in response.json()}
+
+    found = query(common)
+    assert list(found) == [both]  # the entity without such an instance is left out
+    assert found[both]["speed"]["datasetId"] == common
+    assert [pair[0] for pair in found[both]["speed"]["values"]] == [10, 20]
+    assert sorted(query("@none")) == sorted([both, default_only])
+    assert [pair[0] for pair in query("@none")[both]["speed"]["values"]] == [1, 2]
+
+    entity = retrieve(shared_ngsi_client, both, datasetId=common)
+    assert values(entity, "speed") == [10, 20]
+    problem(
+        shared_ngsi_client.get(f"{API}/temporal/entities/{both}", params={"datasetId": "x y"}),
+        400,
+        "BadRequestData",
+    )

@@ -27,6 +27,44 @@ _ENTITY_MEMBERS = frozenset({"id", "type", "scope", "@context", "createdAt", "mo
 _WRAPPED = {"languageMaps": "languageMap", "jsons": "json", "vocabs": "vocab"}
 
 
+#: ``datasetId`` naming the default instance of an attribute (the one without a datasetId).
+DEFAULT_DATASET = "@none"
+
+
+def parse_dataset_selection(text: str | None) -> frozenset[str] | None:
+    """``datasetId=a,b`` or ``@none`` (4.5.5): which attribute instances an answer keeps."""
+    if text is None:
+        return None
+    wanted = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if not wanted:
+        raise BadRequestDataError("datasetId names no dataset")
+    invalid = sorted(item for item in wanted if item != DEFAULT_DATASET and not is_uri(item))
+    if invalid:
+        raise BadRequestDataError(f"datasetId {invalid[0]!r} is neither a URI nor @none")
+    return wanted
+
+
+def select_datasets(entity: Mapping[str, Any], wanted: frozenset[str]) -> dict[str, Any]:
+    """A temporal answer (expanded, any representation) with the ``wanted`` datasets only.
+
+    Each attribute holds instances (normalized) or one object per datasetId (temporalValues,
+    aggregatedValues); an attribute left with none of them is dropped.
+    """
+    selected: dict[str, Any] = {}
+    for name, value in entity.items():
+        if name in _ENTITY_MEMBERS:
+            selected[name] = value
+            continue
+        items = [
+            item
+            for item in _as_list(value)
+            if isinstance(item, Mapping) and item.get("datasetId", DEFAULT_DATASET) in wanted
+        ]
+        if items:
+            selected[name] = items if isinstance(value, list) else items[0]
+    return selected
+
+
 def expand_temporal_entity(terms: TermMap, body: object) -> dict[str, Any]:
     """A temporal entity (POST /temporal/entities) in expanded form."""
     if not isinstance(body, Mapping):

@@ -57,6 +57,8 @@ from cityos_interoperability.temporal.documents import (
     expand_instance,
     expand_temporal_entity,
     expand_temporal_fragment,
+    parse_dataset_selection,
+    select_datasets,
 )
 from cityos_interoperability.temporal.paging import TemporalPage, Window, paginate
 from cityos_interoperability.temporal.paths import (
@@ -98,6 +100,9 @@ _SELECTING = ("type", "attrs", "q", "georel", "scopeQ")
 
 TimerelParam = Annotated[str | None, Query(description="before | after | between")]
 InstantParam = Annotated[str | None, Query(description="ISO 8601 date-time")]
+DatasetsParam = Annotated[
+    str | None, Query(description="Only instances of these datasetIds (@none: the default)")
+]
 LastNParam = Annotated[
     str | None, Query(alias="lastN", description="Only the last N instances per attribute")
 ]
@@ -275,6 +280,7 @@ def build(services: ApiServices) -> APIRouter:
         choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
         fmt, sys_attrs = temporal_format(options, format_)
         check_projection(parameters)
+        datasets = parse_dataset_selection(parameters.get("datasetId"))
         if not local and not any(parameters.get(name) for name in _SELECTING):
             raise BadRequestDataError(
                 "a temporal query needs at least one of type, attrs, q, geoQ or scopeQ"
@@ -304,9 +310,11 @@ def build(services: ApiServices) -> APIRouter:
         if parameters.get("count") == "true" and page.count is not None:
             headers["NGSILD-Results-Count"] = str(page.count)
         found = page.entities
-        if temporal.timerel is not None:
+        if datasets is not None:
+            found = [select_datasets(entity, datasets) for entity in found]
+        if temporal.timerel is not None or datasets is not None:
             # Entities chosen on their current state but without an instance in the
-            # window are not part of the temporal evolution asked for.
+            # window (or of the datasets asked for) are not part of the evolution asked for.
             found = [entity for entity in found if has_instances(entity)]
         return answer(
             request,
@@ -341,6 +349,7 @@ def build(services: ApiServices) -> APIRouter:
         pick: PickParam = None,
         omit: OmitParam = None,
         lang: LangParam = None,
+        datasetId: DatasetsParam = None,  # noqa: N803
         limit: Annotated[int | None, Query(ge=0)] = None,
         offset: Annotated[int, Query(ge=0)] = 0,
         count: bool = False,
@@ -416,6 +425,7 @@ def build(services: ApiServices) -> APIRouter:
         pick: PickParam = None,
         omit: OmitParam = None,
         lang: LangParam = None,
+        datasetId: DatasetsParam = None,  # noqa: N803
         local: bool = False,
     ) -> Response:
         """Retrieve the temporal evolution of one entity."""
@@ -423,6 +433,7 @@ def build(services: ApiServices) -> APIRouter:
         choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
         fmt, sys_attrs = temporal_format(options, format)
         check_projection(request.query_params)
+        datasets = parse_dataset_selection(datasetId)
         temporal = temporal_query(request.query_params, fmt)
         terms = await request_terms(services, request)
         names = expand_attrs(terms, attrs)
@@ -446,6 +457,8 @@ def build(services: ApiServices) -> APIRouter:
         )
         if names is not None and set(entity) <= {"id", "type", "scope"}:
             raise ResourceNotFoundError(f"entity {entityId} has none of the attributes {attrs}")
+        if datasets is not None:
+            entity = select_datasets(entity, datasets)
         return answer(request, terms, cap([entity], fmt, temporal), compactor, single=True)
 
     @router.delete(
