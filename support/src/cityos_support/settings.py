@@ -45,10 +45,11 @@ class SupportSettings(CityosSettings):
         default="tenants", description="The token claim listing the subject's tenants."
     )
     auth_policy_refresh_seconds: float = Field(
-        default=5.0,
+        default=60.0,
         gt=0,
-        description="How often a process re-reads the authorization policies from the "
-        "configuration repository (changes apply without restart).",
+        description="How often a process re-reads the authorization policies (and the other "
+        "configuration it uses) from the repository: a safety net, since each process "
+        "applies a change as soon as it is broadcast on support.config.changed.v1.",
     )
 
     # -- audit -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from cityos_kernel.events.topics import CATALOGUE
 from cityos_kernel.layer import BackgroundService, Layer, LayerContext, LayerParts, ReadinessCheck
 from cityos_kernel.settings import PlatformSettings
 from cityos_support.security.dependencies import Authorizer
-from cityos_support.security.modes import authorizer_for
+from cityos_support.security.modes import authorizer_for, security_parts
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +92,15 @@ def build_platform(
     mqtt_url = mqtt_url or settings.mqtt_url
     context = LayerContext(settings=settings, bus=bus, database_url=database_url, mqtt_url=mqtt_url)
     parts = {layer.name: layer.build(context) for layer in layers}
+    authorizer = authorizer_for(settings, bus=bus, database_url=database_url)
+    # Every process applies a policy change as soon as it is broadcast (its own listener).
+    parts["security"] = security_parts(authorizer)
     return Platform(
         settings=settings,
         bus=bus,
         layers=list(layers),
         parts=parts,
-        authorizer=authorizer_for(settings, bus=bus, database_url=database_url),
+        authorizer=authorizer,
         database_url=database_url,
         mqtt_url=mqtt_url,
     )

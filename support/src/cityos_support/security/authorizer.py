@@ -57,6 +57,11 @@ class OidcAuthorizer:
         self._policies = policies
         self._audit = audit
 
+    @property
+    def policies(self) -> PolicySource:
+        """Where the policies in force come from (a ``LiveValue`` when they are configurable)."""
+        return self._policies
+
     async def authorize(self, request: Request, permission: str) -> Principal:
         tenant = requested_tenant(request)
         token = _bearer_token(request)

@@ -1,4 +1,4 @@
-"""Choosing the authorizer from ``CITYOS_AUTH``."""
+"""Choosing the authorizer from ``CITYOS_AUTH``, and what it runs beside the routes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from sqlalchemy import create_engine
 from cityos_kernel.bus.port import Bus
 from cityos_kernel.database import sqlalchemy_url
 from cityos_kernel.errors import ConfigurationError
+from cityos_kernel.layer import LayerParts
 from cityos_kernel.settings import PlatformSettings
 from cityos_support.audit.emitter import AuditEmitter
+from cityos_support.config.broadcast import config_listener
 from cityos_support.config.live import LiveValue
 from cityos_support.config.repository import ConfigRepository
 from cityos_support.security.authorizer import OidcAuthorizer
@@ -77,3 +79,16 @@ def authorizer_for(
     )
     audit = AuditEmitter(bus, source="security") if bus is not None else None
     return OidcAuthorizer(validator, policies, audit=audit)
+
+
+def security_parts(authorizer: Authorizer) -> LayerParts:
+    """What the security seam runs in every process: a listener on
+    ``support.config.changed.v1`` that applies a policy change as soon as it is broadcast.
+
+    The policies are also re-read every ``CITYOS_AUTH_POLICY_REFRESH_SECONDS``, as a safety
+    net for a lost broadcast. Nothing to run with ``CITYOS_AUTH=off``.
+    """
+    policies = getattr(authorizer, "policies", None)
+    if not isinstance(policies, LiveValue):
+        return LayerParts()
+    return LayerParts(consumers=[config_listener({POLICY_KEY: policies}, process="security")])
