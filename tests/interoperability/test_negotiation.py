@@ -11,6 +11,8 @@ from cityos_interoperability.ngsild.negotiation import (
     choose_representation,
     context_from_link_header,
     link_header,
+    preferences,
+    preferred_version,
     prefers_body_json,
 )
 
@@ -65,3 +67,30 @@ def test_prefer_body_json() -> None:
     assert prefers_body_json("respond-async, body=json")
     assert not prefers_body_json(None)
     assert not prefers_body_json("return=minimal")
+
+
+@pytest.mark.parametrize(
+    ("prefer", "version"),
+    [
+        ("ngsi-ld=1.0", "1.0"),
+        ("NGSI-LD=1.0", "1.0"),
+        ("Ngsi-Ld=1.6", "1.6"),
+        ('ngsi-ld="1.0"', "1.0"),
+        ("ngsi-ld=1.0;q=0.1", "1.0"),
+        ("respond-async, ngsi-ld=1.0", "1.0"),
+        ('return=minimal; x="a,b", ngsi-ld=1.3', "1.3"),
+        ("not a preference, ngsi-ld=1.4", "1.4"),
+        ("respond-async", None),
+        ("ngsi-ld=latest", None),
+        ("ngsi-ld", None),
+        (None, None),
+    ],
+)
+def test_the_version_preference_in_any_rfc_7240_spelling(
+    prefer: str | None, version: str | None
+) -> None:
+    assert preferred_version(prefer) == version
+
+
+def test_the_first_of_a_preference_wins_and_quotes_are_removed() -> None:
+    assert preferences('wait=10, Wait=20, x="a \\"b\\""') == {"wait": "10", "x": 'a "b"'}

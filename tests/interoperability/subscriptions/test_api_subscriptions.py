@@ -227,3 +227,25 @@ def test_sys_attrs_show_creation_and_modification(shared_ngsi_client: TestClient
         f"{API}/subscriptions/{sent['id']}", params={"options": "sysAttrs"}, headers=headers
     ).json()
     assert got["createdAt"].endswith("Z") and got["modifiedAt"] >= got["createdAt"]
+
+
+def test_a_version_preference_is_applied_and_changes_nothing(
+    shared_ngsi_client: TestClient,
+) -> None:
+    headers = tenant()
+    sent = body()
+    assert shared_ngsi_client.post(f"{API}/subscriptions", json=sent, headers=headers).is_success
+    url = f"{API}/subscriptions/{sent['id']}"
+    plain = shared_ngsi_client.get(url, headers=headers)
+    assert "Preference-Applied" not in plain.headers
+    for prefer in ("NGSI-LD=1.0", 'respond-async, ngsi-ld="1.0";q=0.5'):
+        got = shared_ngsi_client.get(url, headers={**headers, "Prefer": prefer})
+        assert got.status_code == 200
+        assert got.headers["Preference-Applied"] == "ngsi-ld=1.0"
+        assert got.json() == plain.json()
+    listed = shared_ngsi_client.get(
+        f"{API}/subscriptions", headers={**headers, "Prefer": "ngsi-ld=1.3"}
+    )
+    assert listed.headers["Preference-Applied"] == "ngsi-ld=1.3"
+    unrelated = shared_ngsi_client.get(url, headers={**headers, "Prefer": "respond-async"})
+    assert "Preference-Applied" not in unrelated.headers

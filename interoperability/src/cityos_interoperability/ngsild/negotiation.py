@@ -135,3 +135,42 @@ def prefers_body_json(prefer: str | None) -> bool:
     if not prefer:
         return False
     return any(part.strip().lower() == "body=json" for part in prefer.split(","))
+
+
+#: A preference (RFC 7240 2): a token, an optional ``=`` value (token or quoted string),
+#: then its own ``;`` parameters, which do not change which preference it is.
+_PREFERENCE = re.compile(
+    r'\s*(?P<name>[^\s=;,"]+)\s*(?:=\s*(?P<value>"(?:[^"\\]|\\.)*"|[^\s;,"]*))?'
+    r'(?P<parameters>(?:\s*;\s*[^;,"]*(?:"(?:[^"\\]|\\.)*")?)*)\s*(?:,|$)'
+)
+#: ``Prefer: ngsi-ld=<version>`` (6.3.6): the API version whose representation a client wants.
+VERSION_PREFERENCE = "ngsi-ld"
+_VERSION = re.compile(r"1\.\d+(?:\.\d+)?")
+
+
+def preferences(prefer: str | None) -> dict[str, str]:
+    """The preferences of a Prefer header (RFC 7240): names lower-cased (a field name is
+    case-insensitive), values unquoted ('' when absent); the first of a name wins."""
+    found: dict[str, str] = {}
+    position = 0
+    text = prefer or ""
+    while position < len(text):
+        match = _PREFERENCE.match(text, position)
+        if match is None or match.end() == position:
+            comma = text.find(",", position)  # not a preference: on to the next one
+            if comma < 0:
+                break
+            position = comma + 1
+            continue
+        position = match.end()
+        value = match.group("value") or ""
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        found.setdefault(match.group("name").lower(), value)
+    return found
+
+
+def preferred_version(prefer: str | None) -> str | None:
+    """The NGSI-LD version a ``Prefer: ngsi-ld=…`` header names, if it names one (1.x)."""
+    version = preferences(prefer).get(VERSION_PREFERENCE)
+    return version if version and _VERSION.fullmatch(version) else None

@@ -20,7 +20,9 @@ from cityos_interoperability.ngsild.negotiation import (
     JSON,
     JSON_LD,
     JSON_REPRESENTATIONS,
+    VERSION_PREFERENCE,
     choose_representation,
+    preferred_version,
 )
 from cityos_interoperability.ngsild.representation import parse_options
 from cityos_interoperability.ngsild.responses import json_response, no_content
@@ -56,6 +58,18 @@ def page_links(limit: int, offset: int, total: int) -> list[str]:
     if limit > 0 and offset + limit < total:
         links.append(f'<{PATH}?limit={limit}&offset={offset + limit}>;rel="next";type="{JSON_LD}"')
     return links
+
+
+def apply_version_preference(request: Request, response: Response) -> Response:
+    """Honour ``Prefer: ngsi-ld=<version>`` (6.3.6) on a subscription read.
+
+    The earlier-version fallbacks of 4.3.6.8 concern Entity data only: a Subscription reads
+    the same in every version, so the preference is applied by changing nothing.
+    """
+    version = preferred_version(request.headers.get("prefer"))
+    if version is not None:
+        response.headers["Preference-Applied"] = f"{VERSION_PREFERENCE}={version}"
+    return response
 
 
 def build(services: ApiServices, store: SubscriptionService | None) -> APIRouter:
@@ -118,7 +132,7 @@ def build(services: ApiServices, store: SubscriptionService | None) -> APIRouter
         response = json_response(items, media_type=media_type, terms=terms, headers=headers)
         for link in page_links(page_size, offset, total):
             response.headers.append("Link", link)
-        return response
+        return apply_version_preference(request, response)
 
     @router.get(
         "/subscriptions/{subscriptionId}", operation_id="retrieveSubscription", dependencies=READ
@@ -139,7 +153,8 @@ def build(services: ApiServices, store: SubscriptionService | None) -> APIRouter
                 subscriptions.get(tenant, subscriptionId), terms, sys_attrs="sysAttrs" in flags
             )
         )
-        return json_response(body, media_type=media_type, terms=terms)
+        response = json_response(body, media_type=media_type, terms=terms)
+        return apply_version_preference(request, response)
 
     @router.patch(
         "/subscriptions/{subscriptionId}",
