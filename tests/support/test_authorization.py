@@ -25,6 +25,17 @@ from tests.architecture.test_routes_declare_permissions import route_permissions
 from tests.fixtures.support import TENANT_A, TENANT_B, LoopbackIssuer
 
 OPEN_PATHS = {"/health", "/ready", "/metrics"}
+#: Every route open to anyone, and why; a new public route must be added here on purpose.
+PUBLIC_ROUTES = {
+    ("GET", "/health"): "liveness",
+    ("GET", "/ready"): "readiness",
+    ("GET", "/metrics"): "Prometheus scraping (route templates only, no data)",
+    ("GET", "/admin"): "the admin page's static shell; its API needs a token (ADR 0034)",
+    ("GET", "/iot/about"): "IoT Agent version, as IoT Agents publish it",
+    ("POST", "/iot/json"): "device southbound, authenticated by API key (ADR 0021)",
+    ("GET", "/iot/d"): "device southbound, authenticated by API key (ADR 0021)",
+    ("POST", "/iot/d"): "device southbound, authenticated by API key (ADR 0021)",
+}
 FRAMEWORK_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
@@ -110,24 +121,34 @@ def test_every_protected_route_answers_401_without_a_token_and_403_with_no_role(
     assert ("GET", "/probe/entities") in routes
     assert ("PUT", "/admin/api/config/x") in routes
     assert ("GET", "/support/audit/records") in routes
+    assert ("GET", "/ngsi-ld/v1/entities") in routes
+    assert ("PATCH", "/ngsi-ld/v1/entities/x/attrs/x") in routes
+    assert ("POST", "/iot/devices") in routes
     roleless = {"Authorization": f"Bearer {oidc_issuer.token(roles=())}"}
+    # A citizen's token is valid and has a role, but only for public open data.
+    citizen = {"Authorization": f"Bearer {oidc_issuer.token(roles=('citizen',))}"}
     for method, path in routes:
         anonymous = client.request(method, path)
         assert anonymous.status_code == 401, (method, path, anonymous.text)
         assert anonymous.headers["www-authenticate"].startswith("Bearer")
         refused = client.request(method, path, headers=roleless)
         assert refused.status_code == 403, (method, path, refused.text)
+        wrong_role = client.request(method, path, headers=citizen)
+        assert wrong_role.status_code == 403, (method, path, wrong_role.text)
 
 
 def test_only_liveness_readiness_metrics_and_declared_public_reads_are_open(
     platform_app: tuple[TestClient, MemoryBus],
 ) -> None:
     client, _ = platform_app
-    open_routes = {
-        path
-        for path, _, route in mounted_routes(client.app)  # type: ignore[arg-type]
+    public_routes = {
+        (method, path)
+        for path, methods, route in mounted_routes(client.app)  # type: ignore[arg-type]
         if PUBLIC in route_permissions(route)
+        for method in methods - {"HEAD", "OPTIONS"}
     }
+    assert public_routes == set(PUBLIC_ROUTES)
+    open_routes = {path for _, path in public_routes}
     assert open_routes >= OPEN_PATHS
     for path in OPEN_PATHS - {"/ready"}:
         assert client.get(path).status_code == 200
