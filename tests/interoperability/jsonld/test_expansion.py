@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cityos_interoperability.ngsild.errors import BadRequestDataError
+from cityos_interoperability.ngsild.errors import BadRequestDataError, InvalidRequestError
 from cityos_interoperability.ngsild.jsonld.context import ContextResolver, TermMap
 from cityos_interoperability.ngsild.jsonld.documents import (
     ContextDocumentLoader,
@@ -209,7 +209,7 @@ def test_options_parsing() -> None:
     assert parse_options("simplified", None)[0] == "keyValues"
     with pytest.raises(BadRequestDataError):
         parse_options("keyValues,concise", None)
-    with pytest.raises(BadRequestDataError):
+    with pytest.raises(InvalidRequestError):
         parse_options("bogus", None)
 
 

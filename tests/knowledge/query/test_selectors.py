@@ -97,6 +97,9 @@ def test_id_attrs_and_projection_lists() -> None:
         "urn:ngsi-ld:Streetlight:2",
     )
     assert parse_attribute_names("attrs", "speed,heading,speed") == ("speed", "heading")
+    # 4.5.4: an attribute may be named by its full IRI as well as by a term.
+    iri = "https://example.org/context#airQualityLevel"
+    assert parse_attribute_names("attrs", f"{iri},speed") == (iri, "speed")
     assert parse_projection("pick", "id,type,speed") == ("id", "type", "speed")
     assert parse_projection("omit", "name|airQualityLevel") == ("name", "airQualityLevel")
     with pytest.raises(InvalidQueryError, match="is not an entity id"):

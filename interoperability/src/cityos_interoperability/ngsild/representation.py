@@ -10,7 +10,7 @@ and GeoJSON (one Feature per entity, its geometry from ``geometryProperty``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from cityos_interoperability.ngsild.errors import BadRequestDataError, InvalidRequestError
@@ -20,32 +20,60 @@ from cityos_interoperability.ngsild.jsonld.expansion import MAIN_MEMBER
 Format = Literal["normalized", "concise", "keyValues"]
 
 _SYSTEM = ("createdAt", "modifiedAt", "deletedAt")
+_CORE = frozenset({"id", "type", "scope", *_SYSTEM})
 
 
 @dataclass(frozen=True)
 class Representation:
-    """How to render entities for one request."""
+    """How to render entities for one request.
+
+    ``attrs`` (only set for linked entities: the requested ones are projected by the store)
+    keeps the core members and the attributes named. ``linked`` holds, per compacted
+    Relationship name, how the entities it links to are rendered (``join``, 4.5.23);
+    without an entry they get the same options and no projection.
+    """
 
     format: Format = "normalized"
     sys_attrs: bool = False
     pick: frozenset[str] | None = None
     omit: frozenset[str] | None = None
     lang: str | None = None
+    attrs: frozenset[str] | None = None
+    linked: Mapping[str, Representation] = field(default_factory=dict)
+
+    def keeps(self, member: str) -> bool:
+        """Whether the projection keeps the (compacted) top-level ``member``."""
+        if self.pick is not None and member not in self.pick:
+            return False
+        if self.omit is not None and member in self.omit:
+            return False
+        return self.attrs is None or member in self.attrs or member in _CORE
+
+    def linked_via(self, relationship: str) -> Representation:
+        """How entities linked through ``relationship`` are rendered."""
+        found = self.linked.get(relationship)
+        if found is not None:
+            return found
+        return replace(self, pick=None, omit=None, attrs=None, linked={})
 
 
 def parse_options(
     options: str | None, format_: str | None, *, allowed: Iterable[str] = ()
 ) -> tuple[Format, set[str]]:
-    """``options=keyValues,sysAttrs`` / ``format=concise`` → (format, other options)."""
+    """``options=keyValues,sysAttrs`` / ``format=concise`` → (format, other options).
+
+    An option or format the API does not define makes the request malformed (400
+    InvalidRequest, 6.3.7); two formats at once are contradictory (400 BadRequestData).
+    """
     flags = {item.strip() for item in (options or "").split(",") if item.strip()}
     known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs", *allowed}
     unknown = flags - known
     if unknown:
-        raise BadRequestDataError(f"unknown options: {', '.join(sorted(unknown))}")
+        raise InvalidRequestError(f"unknown options: {', '.join(sorted(unknown))}")
     chosen: set[str] = set()
     if format_ is not None:
         if format_ not in {"keyValues", "simplified", "concise", "normalized"}:
-            raise BadRequestDataError(f"unknown format {format_!r}")
+            raise InvalidRequestError(f"unknown format {format_!r}")
         chosen.add(format_)
     else:
         chosen = flags & {"keyValues", "simplified", "concise", "normalized"}
@@ -90,16 +118,19 @@ class Compactor:
         for name, value in entity.items():
             if name in {"id", "type", "scope", "@context", *_SYSTEM}:
                 continue
-            out[self.terms.compact(name)] = self.attribute_value(value)
+            compact = self.terms.compact(name)
+            out[compact] = self.attribute_value(value, compact)
         return self._pick_omit(out)
 
-    def attribute_value(self, value: Any) -> Any:
+    def attribute_value(self, value: Any, name: str | None = None) -> Any:
         if isinstance(value, list):
-            rendered = [self.attribute(item) for item in value]
+            rendered = [self.attribute(item, name) for item in value]
             return rendered if len(rendered) != 1 else rendered[0]
-        return self.attribute(value)
+        return self.attribute(value, name)
 
-    def attribute(self, attribute: Mapping[str, Any]) -> Any:
+    def attribute(self, attribute: Mapping[str, Any], name: str | None = None) -> Any:
+        if "entity" in attribute or "entityList" in attribute:
+            return self._with_linked(attribute, name)
         kind = str(attribute.get("type", "Property"))
         main = MAIN_MEMBER.get(kind, "value")
         body: dict[str, Any] = {}
@@ -151,7 +182,25 @@ class Compactor:
             return concise
         return {"type": kind, main: main_value, **body}
 
+    def _with_linked(self, attribute: Mapping[str, Any], name: str | None) -> Any:
+        """A Relationship with its target inline (4.5.23): ``entity`` / ``entityList``."""
+        inner = Compactor(self.terms, self.rep.linked_via(name or ""))
+        plain = {k: v for k, v in attribute.items() if k not in {"entity", "entityList"}}
+        rendered = self.attribute(plain, name)
+        linked: Any
+        if "entity" in attribute:
+            member, linked = "entity", inner.entity(attribute["entity"])
+        else:
+            member, linked = "entityList", [inner.entity(e) for e in attribute["entityList"]]
+        if self.rep.format == "keyValues":
+            return linked
+        if not isinstance(rendered, dict):
+            rendered = {MAIN_MEMBER.get(str(attribute.get("type")), "object"): rendered}
+        return {**rendered, member: linked}
+
     def _pick_omit(self, out: dict[str, Any]) -> dict[str, Any]:
+        if self.rep.attrs is not None:
+            out = {k: v for k, v in out.items() if k in self.rep.attrs or k in _CORE}
         if self.rep.pick is not None:
             out = {name: value for name, value in out.items() if name in self.rep.pick}
         if self.rep.omit is not None:

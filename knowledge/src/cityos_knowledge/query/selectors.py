@@ -22,6 +22,8 @@ from cityos_knowledge.query.q_parser import parse_attribute_path
 
 _TERM = re.compile(r"[^\W\d][\w\-:]*")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s,;|()]+")
+#: An attribute named by a term or by its full IRI (4.5.4: both name the same attribute).
+_ATTRIBUTE = re.compile(f"{_TERM.pattern}|{_URI.pattern}")
 _SCOPE_LEVEL = re.compile(r"\w+")
 ALL_TYPES = "*"
 
@@ -132,7 +134,7 @@ def parse_ids(text: str) -> tuple[str, ...]:
 
 def parse_attribute_names(parameter: str, text: str) -> tuple[str, ...]:
     """Parse ``attrs`` (or any comma-separated list of attribute names)."""
-    return _list(parameter, text, _TERM, "an attribute name", separators=(Kind.COMMA,))
+    return _list(parameter, text, _ATTRIBUTE, "an attribute name", separators=(Kind.COMMA,))
 
 
 def parse_projection(parameter: str, text: str) -> tuple[str, ...]:

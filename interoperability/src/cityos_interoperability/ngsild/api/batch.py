@@ -24,21 +24,31 @@ from cityos_interoperability.ngsild.api.common import (
     OmitParam,
     OptionsParam,
     PickParam,
+    dataset_ids,
     entity_media_type,
     entity_query,
+    projected,
+    query_and_join,
     render_entities,
-    representation,
+    selections,
+    top_level,
 )
-from cityos_interoperability.ngsild.api.entities import READ, WRITE
+from cityos_interoperability.ngsild.api.entities import READ, WRITE, check_query_scope
+from cityos_interoperability.ngsild.api.query_body import query_parameters
 from cityos_interoperability.ngsild.body import read_document
 from cityos_interoperability.ngsild.errors import (
     BadRequestDataError,
     NgsiLdError,
     translate_domain_error,
 )
-from cityos_interoperability.ngsild.facade import BatchResult, NonexistentTenantError, parse_query
+from cityos_interoperability.ngsild.facade import (
+    BatchResult,
+    NonexistentTenantError,
+    parse_query,
+)
 from cityos_interoperability.ngsild.jsonld.expansion import Expander, is_uri
 from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD
+from cityos_interoperability.ngsild.projection import check_join
 from cityos_interoperability.ngsild.representation import parse_options
 from cityos_interoperability.ngsild.responses import no_content
 from cityos_interoperability.ngsild.services import ApiServices
@@ -250,50 +260,35 @@ def build(services: ApiServices) -> APIRouter:
         limit: Annotated[int | None, Query(ge=0)] = None,
         offset: Annotated[int, Query(ge=0)] = 0,
         count: bool = False,
-        local: bool = False,
+        local: bool | None = None,
     ) -> Response:
         """Query entities with the filters in a Query body (POST form of GET /entities)."""
         media_type = entity_media_type(request)
-        rep = representation(options, format, pick, omit, lang)
         document = await read_document(request, max_bytes=settings.max_request_bytes)
-        body = document.body
-        if not isinstance(body, dict) or body.get("type") != "Query":
-            raise BadRequestDataError('the body must be a Query object ({"type": "Query", ...})')
+        found = query_parameters(document.body)
+        chosen = selections(found.get("pick", pick), found.get("omit", omit), found.get("attrs"))
+        rep = projected(options, format, found.get("lang", lang), chosen)
+        active_join, level = check_join(found.get("join"), found.get("joinLevel"), *chosen)
         terms = await services.terms(document.context)
-        selectors = body.get("entities") or []
-        if not isinstance(selectors, list) or not all(isinstance(s, dict) for s in selectors):
-            raise BadRequestDataError("entities must be an array of entity selectors")
-        geo = body.get("geoQ") or {}
-        if not isinstance(geo, dict):
-            raise BadRequestDataError("geoQ must be an object")
-        attrs = body.get("attrs")
-        if attrs is not None and not isinstance(attrs, list):
-            raise BadRequestDataError("attrs must be an array")
-        parameters: dict[str, str] = {
+        parameters = {
             name: value for name, value in request.query_params.items() if name != "options"
         }
-        types = [str(s["type"]) for s in selectors if s.get("type")]
-        ids = [str(s["id"]) for s in selectors if s.get("id")]
-        patterns = [str(s["idPattern"]) for s in selectors if s.get("idPattern")]
-        found = {
-            "type": ",".join(types),
-            "id": ",".join(ids),
-            "idPattern": "|".join(patterns),
-            "attrs": ",".join(str(a) for a in attrs or []),
-            "q": body.get("q"),
-            "scopeQ": body.get("scopeQ"),
-            "georel": geo.get("georel"),
-            "geometry": geo.get("geometry"),
-            "geoproperty": geo.get("geoproperty"),
-        }
-        if geo.get("coordinates") is not None:
-            found["coordinates"] = orjson.dumps(geo["coordinates"]).decode()
-        parameters.update({k: str(v) for k, v in found.items() if v})
-        query = entity_query(settings, parameters)
+        parameters.update(found)
+        query = entity_query(settings, top_level(parameters))
+        check_query_scope(query, found.get("type"), found.get("georel"), local)
+        datasets = dataset_ids(found.get("datasetId"))
         facade = facade_for(services, scope)
-        page = await run_in_threadpool(
-            lambda: facade.query_entities(
-                tenant, query, expand=terms.expand, sys_attrs=rep.sys_attrs
+
+        page, joined = await run_in_threadpool(
+            lambda: query_and_join(
+                facade,
+                tenant,
+                query,
+                terms,
+                rep,
+                datasets=datasets,
+                join=active_join,
+                level=level,
             )
         )
         headers = (
@@ -304,10 +299,11 @@ def build(services: ApiServices) -> APIRouter:
             media_type,
             terms,
             rep,
-            page.entities,
+            joined.entities,
             single=False,
             geometry_property=geometry_property,
             headers=headers,
+            linked=joined.linked,
         )
 
     return router

@@ -8,7 +8,8 @@ expand the body with the request's @context, call the knowledge facade in a work
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,25 +19,37 @@ from starlette.responses import Response
 from cityos_interoperability.ngsild.access import ReadScope, WriteScope, facade_for
 from cityos_interoperability.ngsild.api.common import (
     AttrsParam,
+    DatasetIdParam,
     FormatParam,
     GeometryPropertyParam,
+    JoinLevelParam,
+    JoinParam,
     LangParam,
     OmitParam,
     OptionsParam,
     PickParam,
     check_entity_id,
+    dataset_ids,
     entity_media_type,
     entity_query,
     expand_attrs,
+    keep_instances,
+    linked_entities,
+    projected,
+    query_and_join,
     render_entities,
-    representation,
     request_terms,
+    selections,
+    top_level,
 )
+from cityos_interoperability.ngsild.api.query_body import check_collation
 from cityos_interoperability.ngsild.body import read_document
-from cityos_interoperability.ngsild.errors import BadRequestDataError
+from cityos_interoperability.ngsild.errors import BadRequestDataError, ResourceNotFoundError
 from cityos_interoperability.ngsild.facade import EntityQuery
 from cityos_interoperability.ngsild.jsonld.expansion import Expander
+from cityos_interoperability.ngsild.linked import Joined
 from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, MERGE_PATCH
+from cityos_interoperability.ngsild.projection import check_join
 from cityos_interoperability.ngsild.responses import no_content
 from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
@@ -102,20 +115,39 @@ def build(services: ApiServices) -> APIRouter:
         pick: PickParam = None,
         omit: OmitParam = None,
         lang: LangParam = None,
+        join: JoinParam = None,
+        join_level: JoinLevelParam = None,
+        order_by: Annotated[str | None, Query(alias="orderBy")] = None,
+        order_from: Annotated[str | None, Query(alias="orderFrom")] = None,
+        collation: str | None = None,
+        dataset_id: DatasetIdParam = None,
         limit: Annotated[int | None, Query(ge=0)] = None,
         offset: Annotated[int, Query(ge=0)] = 0,
         count: bool = False,
-        local: bool = False,
+        local: bool | None = None,
     ) -> Response:
         """Query entities by id, type, attributes, q, scope and geometry."""
         media_type = entity_media_type(request)
-        rep = representation(options, format, pick, omit, lang)
+        chosen = selections(pick, omit, attrs)
+        rep = projected(options, format, lang, chosen)
+        active_join, level = check_join(join, join_level, *chosen)
+        check_collation(collation)
+        datasets = dataset_ids(dataset_id)
         terms = await request_terms(services, request)
-        query = entity_query(settings, request.query_params)
+        query = entity_query(settings, top_level(request.query_params))
+        check_query_scope(query, type, georel, local)
         facade = facade_for(services, scope)
-        page = await run_in_threadpool(
-            lambda: facade.query_entities(
-                tenant, query, expand=terms.expand, sys_attrs=rep.sys_attrs
+
+        page, joined = await run_in_threadpool(
+            lambda: query_and_join(
+                facade,
+                tenant,
+                query,
+                terms,
+                rep,
+                datasets=datasets,
+                join=active_join,
+                level=level,
             )
         )
         headers = {}
@@ -126,10 +158,11 @@ def build(services: ApiServices) -> APIRouter:
             media_type,
             terms,
             rep,
-            page.entities,
+            joined.entities,
             single=False,
             geometry_property=geometry_property,
             headers=headers,
+            linked=joined.linked,
         )
 
     @router.delete("/entities", operation_id="purgeEntities", status_code=204, dependencies=WRITE)
@@ -189,26 +222,43 @@ def build(services: ApiServices) -> APIRouter:
         pick: PickParam = None,
         omit: OmitParam = None,
         lang: LangParam = None,
+        join: JoinParam = None,
+        join_level: JoinLevelParam = None,
+        dataset_id: DatasetIdParam = None,
         local: bool = False,
     ) -> Response:
         """Retrieve one entity."""
         check_entity_id(entityId)
         media_type = entity_media_type(request)
-        rep = representation(options, format, pick, omit, lang)
+        chosen = selections(pick, omit, attrs)
+        rep = projected(options, format, lang, chosen)
+        active_join, level = check_join(join, join_level, *chosen)
+        datasets = dataset_ids(dataset_id)
         terms = await request_terms(services, request)
-        entity = await run_in_threadpool(
-            lambda: facade_for(services, scope).retrieve_entity(
-                tenant, entityId, attrs=expand_attrs(terms, attrs), sys_attrs=rep.sys_attrs
+        facade = facade_for(services, scope)
+
+        def read() -> Joined:
+            entity = facade.retrieve_entity(
+                tenant, entityId, attrs=expand_attrs(terms, chosen[2]), sys_attrs=rep.sys_attrs
             )
-        )
+            if type is not None and not has_types(entity, type, terms.expand):
+                raise ResourceNotFoundError(f"entity {entityId} is not of type {type}")
+            if datasets is not None:
+                entity = keep_instances(entity, datasets)
+            return linked_entities(
+                facade, tenant, [entity], rep, terms, join=active_join, level=level
+            )
+
+        joined = await run_in_threadpool(read)
         return await render_entities(
             request,
             media_type,
             terms,
             rep,
-            [entity],
+            joined.entities,
             single=True,
             geometry_property=geometry_property,
+            linked=joined.linked,
         )
 
     @router.put(
@@ -300,6 +350,37 @@ def purge_is_restricted(query: EntityQuery, georel: str | None) -> bool:
         or query.q_attributes - SYSTEM_ATTRIBUTES
         or georel
         or query.scope_q is not None
+    )
+
+
+def check_query_scope(
+    query: EntityQuery, type_text: str | None, georel: str | None, local: bool | None
+) -> None:
+    """5.7.2.4: a query needs a type, attrs, q, geo or scope filter, or local=true (400).
+
+    ``id``/``idPattern`` alone do not qualify, nor do attrs or q over system attributes
+    only; ``type=*`` (every type, 4.17) qualifies but not with an explicit ``local=false``.
+    """
+    if type_text == "*":
+        if local is False:
+            raise BadRequestDataError("type=* (every type) cannot be used with local=false")
+        return
+    if not (local or purge_is_restricted(query, georel)):
+        raise BadRequestDataError(
+            "Query Entities needs type, attrs, q, georel or scopeQ (or local=true): "
+            "the query is too wide"
+        )
+
+
+def has_types(entity: Mapping[str, Any], selection: str, expand: Callable[[str], str]) -> bool:
+    """Whether ``entity`` matches a ``type`` selector: ``,``/``|`` any of, ``;`` all of."""
+    held = entity.get("type")
+    types = set(held if isinstance(held, list) else [held])
+    alternatives = selection.replace("|", ",").split(",")
+    return any(
+        all(expand(name.strip().strip("()")) in types for name in alternative.split(";"))
+        for alternative in alternatives
+        if alternative.strip()
     )
 
 
