@@ -78,8 +78,11 @@ def test_timerel_windows_last_n_and_attrs(history: KnowledgeService) -> None:
     )
     assert [i["value"] for i in before[TEMPERATURE]] == [10, 11]
     assert STATUS not in before
+    # 4.11: after is an inclusive bound, before an exclusive one (16 is at exactly 36 h).
     after = history.retrieve_temporal("city", ENTITY, temporal(timerel="after", timeAt=at(36)))
-    assert [i["value"] for i in after[TEMPERATURE]] == [17]
+    assert [i["value"] for i in after[TEMPERATURE]] == [16, 17]
+    until = history.retrieve_temporal("city", ENTITY, temporal(timerel="before", timeAt=at(36)))
+    assert [i["value"] for i in until[TEMPERATURE]][-1] == 15
     between = history.retrieve_temporal(
         "city", ENTITY, temporal(timerel="between", timeAt=at(6), endTimeAt=at(18))
     )
@@ -258,6 +261,7 @@ def test_toolkit_analytics_say_clearly_they_are_not_available(history: Knowledge
         ({"timerel": "between", "timeAt": at(0)}, "needs endTimeAt"),
         ({"timerel": "between", "timeAt": at(5), "endTimeAt": at(1)}, "after timeAt"),
         ({"timerel": "after", "timeAt": "yesterday"}, "ISO 8601"),
+        ({"timerel": "after", "timeAt": "2020-08-01"}, "DateTime"),
         ({"lastN": "0"}, "positive"),
         ({"aggrMethods": "median"}, "unknown aggrMethods"),
         ({"aggrMethods": "avg", "aggrPeriodDuration": "1 day"}, "not an ISO 8601 duration"),

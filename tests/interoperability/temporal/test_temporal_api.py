@@ -98,8 +98,11 @@ def test_names_are_expanded_and_compacted_with_the_context(shared_ngsi_client: T
 
 def test_time_windows_and_last_n(shared_ngsi_client: TestClient) -> None:
     entity_id = create(shared_ngsi_client, vehicle_type(), speed=instances([0, 1, 2, 3, 4, 5]))
+    # 4.11: after is an inclusive bound, before an exclusive one.
     after = retrieve(shared_ngsi_client, entity_id, timerel="after", timeAt=at(3))
-    assert values(after, "speed") == [4, 5]
+    assert values(after, "speed") == [3, 4, 5]
+    fraction = retrieve(shared_ngsi_client, entity_id, timerel="after", timeAt=at(3)[:-1] + ".000Z")
+    assert values(fraction, "speed") == [3, 4, 5]
     before = retrieve(shared_ngsi_client, entity_id, timerel="before", timeAt=at(2))
     assert values(before, "speed") == [0, 1]
     between = retrieve(
@@ -165,7 +168,7 @@ def test_query_by_type_with_count_and_the_post_form(shared_ngsi_client: TestClie
     assert response.status_code == 200
     assert response.headers["NGSILD-Results-Count"] == "2"
     found = {entity["id"]: values(entity, "speed") for entity in response.json()}
-    assert found == {first: [2], second: [4]}
+    assert found == {first: [1, 2], second: [3, 4]}
     posted = shared_ngsi_client.post(
         f"{API}/temporal/entityOperations/query",
         json={
@@ -248,6 +251,12 @@ def test_attributes_instances_and_entities_are_changed_and_deleted(
         ("/temporal/entities", {"type": "X", "orderBy": "speed"}, 400, "BadRequestData"),
         ("/temporal/entities", {"type": "X", "csf": "(("}, 400, "BadRequestData"),
         ("/temporal/entities/urn:ngsi-ld:X:1", {"lastN": "0"}, 400, "BadRequestData"),
+        (
+            "/temporal/entities/urn:ngsi-ld:X:1",
+            {"timerel": "after", "timeAt": "2020-08-01"},
+            400,
+            "BadRequestData",
+        ),
         ("/temporal/entities/urn:ngsi-ld:X:1", {"wat": "1"}, 400, "InvalidRequest"),
     ],
 )

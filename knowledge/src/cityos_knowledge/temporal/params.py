@@ -2,9 +2,10 @@
 
 ``timerel`` before/after/between with ``timeAt`` and ``endTimeAt``; ``timeproperty``
 observedAt (default), createdAt or modifiedAt; ``lastN``; ``aggrMethods`` with
-``aggrPeriodDuration`` (ISO 8601 duration). Semantics of the time filter: *before* keeps
-instants strictly before ``timeAt``, *after* strictly after it, *between* from ``timeAt``
-(included) to ``endTimeAt`` (excluded).
+``aggrPeriodDuration`` (ISO 8601 duration). Semantics of the time filter (4.11): *before*
+keeps instants strictly before ``timeAt`` (an exclusive bound), *after* those from
+``timeAt`` on (an inclusive bound), *between* from ``timeAt`` (included) to ``endTimeAt``
+(excluded). ``timeAt`` and ``endTimeAt`` are DateTimes (4.6.3): a bare date is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ AGGREGATION_METHODS = (
     "sumsq",
 )
 
+_DATE_ONLY = re.compile(r"\d{4}-?\d{2}-?\d{2}")
 _DURATION = re.compile(
     r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?"
@@ -145,4 +147,8 @@ def parse_temporal_query(
 
 
 def _instant(name: str, text: str | None) -> datetime | None:
-    return None if text is None else parse_datetime(text, name)
+    if text is None:
+        return None
+    if _DATE_ONLY.fullmatch(text):
+        raise BadRequestDataError(f"{name} must be a DateTime (date and time), not {text!r}")
+    return parse_datetime(text, name)

@@ -54,7 +54,7 @@ def window(query: TemporalQuery) -> list[ColumnElement[bool]]:
     if query.timerel == "before":
         return [column < query.time_at]
     if query.timerel == "after":
-        return [column > query.time_at]
+        return [column >= query.time_at]
     if query.timerel == "between":
         return [column >= query.time_at, column < query.end_time_at]
     return []
