@@ -284,6 +284,25 @@ def test_sys_attrs_are_included_when_asked(
     assert entity["createdAt"].endswith("Z") and "modifiedAt" in entity
 
 
+def test_a_deleted_entity_keeps_its_creation_time_with_sys_attrs(
+    notifying_client: TestClient, receiver: Receiver, entity_type: str
+) -> None:
+    subscribe(
+        notifying_client,
+        entity_type,
+        receiver.url,
+        notificationTrigger=["entityCreated", "entityDeleted"],
+        notification={"sysAttrs": True},
+    )
+    entity_id = create(notifying_client, entity_type, speed=1)
+    [created] = receiver.wait_for(1)[0].body["data"]
+    assert notifying_client.delete(f"{API}/entities/{entity_id}").status_code == 204
+    [deleted] = receiver.wait_for(2)[1].body["data"]
+    assert set(deleted) == {"id", "type", "createdAt", "modifiedAt", "deletedAt"}
+    assert deleted["createdAt"] == created["createdAt"]
+    assert deleted["modifiedAt"] == deleted["deletedAt"] >= created["createdAt"]
+
+
 def names(entity_id: str, entity_type: str) -> dict[str, Any]:
     return {
         "id": entity_id,

@@ -18,7 +18,12 @@ from typing import Any, Literal
 from sqlalchemy import Connection, select
 
 from cityos_kernel.events.payloads import EntityChangedV1
-from cityos_knowledge.entities.attributes import AttributeRow, attribute_row, instance_row
+from cityos_knowledge.entities.attributes import (
+    AttributeRow,
+    attribute_row,
+    format_datetime,
+    instance_row,
+)
 from cityos_knowledge.entities.model import NGSI_LD_NULL, Entity, Fragment, is_null
 from cityos_knowledge.entities.repository import (
     EntityState,
@@ -144,7 +149,10 @@ class ContextWriter:
                 entity={"id": entity_id, "type": state.types},
             )
         )
-        self._touched[entity_id] = _Touched("deleted", set(), state.document)
+        # The event's last view of the entity keeps when it was created (a deleted entity's
+        # notification with sysAttrs shows createdAt; its row no longer can).
+        previous = {**(state.document or {}), "createdAt": format_datetime(state.created_at)}
+        self._touched[entity_id] = _Touched("deleted", set(), previous)
 
     # -- attributes ----------------------------------------------------------------------
 
