@@ -1,5 +1,6 @@
 """The /admin page in headless Chromium against a real server: sign in with a token,
-change a setting, see the new version saved and applied by the running process."""
+see the users' roles (read from a loopback Keycloak admin API stand-in), change a setting,
+see the new version saved and applied by the running process."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from cityos_kernel.bus import MemoryBus
 from cityos_kernel.settings import PlatformSettings
 from cityos_support.layer import SupportLayer
 from tests.fixtures.support import LoopbackIssuer
+from tests.support.keycloak_standin import KeycloakStandIn, StandInUser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -41,10 +43,29 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def keycloak_admin_api() -> Iterator[KeycloakStandIn]:
+    standin = KeycloakStandIn()
+    standin.users = [
+        StandInUser("ana", ["platform-admin", "offline_access"], tenants=["*"]),
+        StandInUser("directory-user", ["manager"], tenants=["citya"], federated=True),
+    ]
+    standin.start()
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
 def served_platform(
-    database_url: str, oidc_issuer: LoopbackIssuer, monkeypatch: pytest.MonkeyPatch
+    database_url: str,
+    oidc_issuer: LoopbackIssuer,
+    keycloak_admin_api: KeycloakStandIn,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[str]:
     monkeypatch.setenv("CITYOS_AUDIT_SIGNING_KEY", base64.b64encode(os.urandom(32)).decode())
+    monkeypatch.setenv("CITYOS_KEYCLOAK_ADMIN_URL", keycloak_admin_api.url)
+    monkeypatch.setenv("CITYOS_KEYCLOAK_ADMIN_PASSWORD", keycloak_admin_api.admin_password)
     upgrade(database_url, [SupportLayer()])
     settings = PlatformSettings(env="production", auth="keycloak", auth_issuer=oidc_issuer.url)
     platform = build_platform(
@@ -101,6 +122,13 @@ def test_sign_in_change_a_setting_and_see_it_applied(
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.ID, "login").click()
     wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "whoami"), "admin-ana"))
+
+    # The users' roles summary, read from Keycloak's admin API.
+    wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "users"), "ana"))
+    users = browser.find_element(By.ID, "users").text
+    assert "ana platform-admin *" in users
+    assert "directory-user manager citya federated" in users
+    assert "offline_access" not in users
 
     retention = wait.until(
         expected_conditions.element_to_be_clickable(

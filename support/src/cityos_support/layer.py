@@ -38,6 +38,7 @@ from cityos_support.monitoring.notifiers import Dispatcher, SmtpConfig
 from cityos_support.monitoring.router import monitoring_router
 from cityos_support.monitoring.rules import WARNING_RULES_KEY
 from cityos_support.monitoring.service import MonitoringService
+from cityos_support.security.directory import UserDirectory
 from cityos_support.settings import SupportSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -111,6 +112,10 @@ class SupportLayer:
             )
             for key, known in KNOWN_KEYS.items()
         }
+        # Users' roles for /admin come from Keycloak's admin API, when it is configured.
+        directory = (
+            UserDirectory.from_settings(settings) if context.settings.auth == "keycloak" else None
+        )
         indicators = Indicators(disk_paths=settings.monitoring_disk_paths)
         self.monitoring = MonitoringService(
             indicators,
@@ -124,6 +129,7 @@ class SupportLayer:
                     _NeedsDatabase(self.repository, "configuration repository"),
                     context.bus,
                     self.live,
+                    users=directory,
                 ),
                 admin_page_router(),
                 audit_router(_NeedsDatabase(self.audit_store, "audit log")),

@@ -20,14 +20,23 @@ from cityos_support.config.schemas import (
     ConfigEntryOut,
     ConfigWrite,
     RoleSummary,
+    UserRolesOut,
+    UsersOut,
     WhoAmI,
 )
 from cityos_support.security.dependencies import Principal, public, require
+from cityos_support.security.directory import DirectoryError, UserDirectory
 from cityos_support.security.policy import POLICY_KEY, PolicyDocument
 
 ReadPrincipal = Annotated[Principal, Depends(require("config:read"))]
 WritePrincipal = Annotated[Principal, Depends(require("config:write"))]
 PolicyPrincipal = Annotated[Principal, Depends(require("policies:write"))]
+UsersPrincipal = Annotated[Principal, Depends(require("users:read"))]
+
+NO_DIRECTORY = (
+    "the users' roles summary reads Keycloak's admin API: run with CITYOS_AUTH=keycloak and "
+    "set CITYOS_KEYCLOAK_ADMIN_URL and CITYOS_KEYCLOAK_ADMIN_PASSWORD"
+)
 
 
 def _out(entry: ConfigEntry) -> ConfigEntryOut:
@@ -59,8 +68,10 @@ def admin_router(
     repository: Callable[[], ConfigRepository],
     bus: Bus,
     live: Mapping[str, LiveValue[Any]],
+    users: UserDirectory | None = None,
 ) -> APIRouter:
-    """The REST API of the configuration repository (``repository`` raises 503 without DB)."""
+    """The REST API of the configuration repository (``repository`` raises 503 without DB)
+    and the users' roles summary (``users``: Keycloak's admin API; 503 without it)."""
     router = APIRouter(prefix="/admin/api", tags=["admin"])
 
     @router.get("/config", operation_id="admin_list_config")
@@ -145,6 +156,29 @@ def admin_router(
             )
             for name, grant in sorted(policy.roles.items())
         ]
+
+    @router.get("/users", operation_id="admin_users")
+    async def users_summary(principal: UsersPrincipal) -> UsersOut:
+        """Users, with their platform roles and tenants, as Keycloak has them."""
+        if users is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_DIRECTORY)
+        try:
+            summary = await asyncio.to_thread(users.summary)
+        except DirectoryError as exc:
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
+        return UsersOut(
+            users=[
+                UserRolesOut(
+                    username=user.username,
+                    enabled=user.enabled,
+                    roles=user.roles,
+                    tenants=user.tenants,
+                    source=user.source,
+                )
+                for user in summary.users
+            ],
+            truncated=summary.truncated,
+        )
 
     @router.get("/applied", operation_id="admin_applied")
     async def applied(principal: ReadPrincipal) -> dict[str, int]:

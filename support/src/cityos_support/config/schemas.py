@@ -39,3 +39,16 @@ class WhoAmI(BaseModel):
     client: str | None
     roles: list[str]
     tenants: list[str] | None
+
+
+class UserRolesOut(BaseModel):
+    username: str
+    enabled: bool
+    roles: list[str]
+    tenants: list[str]
+    source: str = Field(description="local, or federated (from the city's LDAP/AD)")
+
+
+class UsersOut(BaseModel):
+    users: list[UserRolesOut]
+    truncated: bool = Field(description="the realm has more users than listed")
