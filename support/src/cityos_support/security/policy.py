@@ -12,8 +12,8 @@ A :class:`PolicyDocument` (kept in the configuration repository under
 
 :func:`evaluate` folds the grants of a subject's roles into one :class:`Grants`; its
 :class:`DataScope` is the typed object other layers translate into SQL filters (``WHERE``
-clauses on tenant schema, entity type and attribute name), so that filtering happens in the
-query, never after it.
+clauses on entity types and attribute names, in ``cityos_knowledge.query.authorization``),
+so that filtering happens in the query, never after it.
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ def _patterns(values: Iterable[str]) -> frozenset[str] | None:
 class DataScope:
     """Which tenants, entity types and attributes a subject may touch (``None`` = all).
 
-    Other layers turn it into SQL: choose the tenant schema only if :meth:`allows_tenant`,
-    add ``type = ANY(:readable_types)`` when :attr:`readable_types` is not ``None``, and keep
-    only :meth:`visible_attributes` of an entity type in the projection.
+    The knowledge layer turns it into SQL (``cityos_knowledge.query.authorization``, through
+    the facade's ``scope`` argument): a tenant outside it is refused, only readable types are
+    selected, hidden attributes are projected out, and writes need writable types.
     """
 
     tenants: frozenset[str] | None = frozenset()
@@ -99,30 +99,6 @@ class DataScope:
     def visible_attributes(self, entity_type: str) -> frozenset[str] | None:
         """The only attributes visible on ``entity_type``, or ``None`` when all are."""
         return self.attributes.get(entity_type)
-
-    def type_filter(self, types_column: Any, *, write: bool = False) -> Any:
-        """A SQLAlchemy condition on an entity-types column (``text`` or ``text[]``).
-
-        ``true()`` when every type is allowed, ``false()`` when none is.
-        """
-        from sqlalchemy import ARRAY, Text, false, true
-        from sqlalchemy import cast as sql_cast
-
-        allowed = self.writable_types if write else self.readable_types
-        if allowed is None:
-            return true()
-        if not allowed:
-            return false()
-        if isinstance(getattr(types_column, "type", None), ARRAY):
-            return types_column.op("&&")(sql_cast(sorted(allowed), ARRAY(Text)))
-        return types_column.in_(sorted(allowed))
-
-    def project(self, entity_type: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
-        """Keep only the attributes visible on ``entity_type`` (for already-fetched rows)."""
-        visible = self.visible_attributes(entity_type)
-        if visible is None:
-            return dict(attributes)
-        return {name: value for name, value in attributes.items() if name in visible}
 
 
 @dataclass(frozen=True)
