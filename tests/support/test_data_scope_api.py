@@ -193,8 +193,10 @@ def test_a_subject_cannot_write_other_types(platform: Client, headers: Headers) 
     )
     # One authorization (one audit event) per request, although the route asks twice.
     events = [AUDIT.decode(d.value).payload for d in audit.poll(timeout=1.0)]
-    mine = [e.target for e in events if e.subject == "parking-1"]
-    assert mine.count("POST /ngsi-ld/v1/entities") == 2  # the refused and the created one
+    mine = [(e.target, e.outcome) for e in events if e.subject == "parking-1"]
+    posts = [outcome for target, outcome in mine if target == "POST /ngsi-ld/v1/entities"]
+    assert posts == ["failure", "success"]  # the refused one, then the created one
+    assert ("PATCH /ngsi-ld/v1/entities/urn:ngsi-ld:Person:1/attrs", "failure") in mine
 
 
 def test_another_tenants_data_is_invisible(platform: Client, headers: Headers) -> None:

@@ -16,6 +16,7 @@ from cityos.bootstrap import Platform
 from cityos.readiness import run_checks
 from cityos_support.monitoring.http import HttpMetricsMiddleware
 from cityos_support.security.dependencies import public
+from cityos_support.security.write_audit import WriteAuditMiddleware
 
 
 def platform_router(platform: Platform) -> APIRouter:
@@ -69,6 +70,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     app.state.authorizer = platform.authorizer
     app.state.platform = platform
+    app.add_middleware(WriteAuditMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
     app.include_router(platform_router(platform))
     for parts in platform.parts.values():

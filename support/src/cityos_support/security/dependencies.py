@@ -27,6 +27,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from cityos_kernel.events.envelope import DEFAULT_TENANT
 from cityos_support.security.policy import DataScope, Grants
+from cityos_support.security.write_audit import DEFERRED, PENDING
 
 #: The permission name of deliberately public routes.
 PUBLIC = "public"
@@ -117,7 +118,8 @@ def require(permission: str) -> WriteAuditingDependency:
     """A FastAPI dependency that lets the request through only with ``permission``.
 
     When the authorizer records writes, a POST/PUT/PATCH/DELETE that passed is an audit
-    event once the route has finished: ``success``, or ``failure`` if the route raised.
+    event once the route has finished: ``success``, or ``failure`` when it answered an error
+    status (:mod:`.write_audit`; without that middleware: when the route raised).
     Layers may emit richer events of their own (the entity changed, the rule edited).
 
     One dependency per permission name (cached), so a route that also asks for the
@@ -137,6 +139,11 @@ def require(permission: str) -> WriteAuditingDependency:
         principal = await authorizer.authorize(request, permission)
         recorder = getattr(authorizer, "record_write", None)
         if recorder is None or request.method not in WRITE_METHODS:
+            yield principal
+            return
+        if getattr(request.state, DEFERRED, False):
+            # The runtime's middleware audits it with the status actually answered.
+            setattr(request.state, PENDING, (principal, permission))
             yield principal
             return
         try:
