@@ -14,7 +14,8 @@ PayloadKind = Literal[
 ]  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~5x more, and this is built per message.
+@dataclass(slots=True)
 class Inbound:
     transport: str
     kind: PayloadKind

@@ -9,8 +9,9 @@ the same code serves MQTT (ack after confirm) and HTTP (200 after confirm).
 from __future__ import annotations
 
 import base64
+import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,7 +109,9 @@ class IngestPipeline:
         self.registry = registry
         self.listeners: list[ActivityListener] = listeners or []
 
-    def process(self, inbound: Inbound) -> Outcome:
+    def process(self, inbound: Inbound, *, count: bool = True) -> Outcome:
+        """The records ``inbound`` produces; ``count=False`` leaves the message counter to
+        the caller (:meth:`count_batch`: one counter update per batch, not per message)."""
         outcome = Outcome()
         try:
             profile, observations = self._observations(inbound)
@@ -116,7 +119,8 @@ class IngestPipeline:
             reason = exc.reason
             outcome.rejected, outcome.reason_kind = reason, _reason_kind(exc)
             outcome.records.append(self.dead_letter(inbound, reason))
-            metrics.messages(inbound.transport, "rejected").inc()
+            if count:
+                metrics.messages(inbound.transport, "rejected").inc()
             metrics.DEAD_LETTERS.labels(inbound.transport, outcome.reason_kind).inc()
             return outcome
         outcome.profile, outcome.observations = profile, observations
@@ -125,14 +129,33 @@ class IngestPipeline:
             observation_record(observation, tenant=profile.tenant, source=source)
             for observation in observations
         )
-        metrics.messages(inbound.transport, "accepted").inc()
+        if count:
+            metrics.messages(inbound.transport, "accepted").inc()
         return outcome
 
-    def accepted(self, inbound: Inbound, outcome: Outcome) -> None:
+    @staticmethod
+    def count_batch(work: Iterable[tuple[Inbound, Outcome]]) -> None:
+        """Count a confirmed batch processed with ``count=False``: messages by outcome and
+        observations, one counter update per (transport, outcome)."""
+        messages: collections.Counter[tuple[str, str]] = collections.Counter()
+        observations: collections.Counter[str] = collections.Counter()
+        for inbound, outcome in work:
+            if outcome.rejected is not None:
+                messages[inbound.transport, "rejected"] += 1
+            elif outcome.profile is not None:
+                messages[inbound.transport, "accepted"] += 1
+                observations[inbound.transport] += len(outcome.observations)
+        for (transport, kind), number in messages.items():
+            metrics.messages(transport, kind).inc(number)
+        for transport, number in observations.items():
+            metrics.observations(transport).inc(number)
+
+    def accepted(self, inbound: Inbound, outcome: Outcome, *, count: bool = True) -> None:
         """Call once the outcome's records are confirmed: counts and tells the listeners."""
         if outcome.profile is None:
             return
-        metrics.observations(inbound.transport).inc(len(outcome.observations))
+        if count:
+            metrics.observations(inbound.transport).inc(len(outcome.observations))
         for listener in self.listeners:
             try:
                 listener(outcome.profile, inbound, outcome.observations)

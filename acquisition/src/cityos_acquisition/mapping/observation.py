@@ -15,7 +15,8 @@ from typing import Any
 from cityos_kernel.events.payloads import AttributeKind, ObservationV1
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~5x more, and this is built per message.
+@dataclass(slots=True)
 class Attribute:
     name: str
     value: Any
@@ -35,7 +36,8 @@ class Attribute:
         }
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs ~5x more, and this is built per message.
+@dataclass(slots=True)
 class Observation:
     entity_id: str
     entity_type: str

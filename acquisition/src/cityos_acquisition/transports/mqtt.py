@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from cityos_acquisition.ingest import metrics
 from cityos_acquisition.ingest.inbound import Inbound
 from cityos_acquisition.ingest.pipeline import IngestPipeline, Outcome
 from cityos_acquisition.transports.mqtt_topics import route_topic
+from cityos_acquisition.transports.paho_client import BufferedClient, ReceivedPublish
 from cityos_kernel.bus.port import Bus, BusError, Record
 from cityos_kernel.errors import DependencyUnavailableError
 
@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: The broker keeps the session (subscriptions, unacknowledged messages) this long offline.
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
-#: Packets read per network-loop turn after the socket was found readable.
-READ_BURST = 200
+#: Packets handled per network-loop turn at most, from what one socket read brought in.
+READ_BURST = 5000
 
 
 def mqtt_address(url: str) -> tuple[str, int, str | None, str | None, bool]:
@@ -57,16 +57,16 @@ def mqtt_address(url: str) -> tuple[str, int, str | None, str | None, bool]:
     )
 
 
-def to_inbound(message: mqtt.MQTTMessage, received_at: datetime) -> Inbound:
+def to_inbound(message: ReceivedPublish, received_at: datetime) -> Inbound:
     """A received MQTT message as pipeline input (an unknown topic becomes a dead letter)."""
     topic = message.topic
     route = route_topic(topic)
     if route is None:
-        return Inbound("mqtt", "auto", bytes(message.payload), received_at, topic=topic)
+        return Inbound("mqtt", "auto", message.payload, received_at, topic=topic)
     return Inbound(
         transport=route.transport,
         kind=route.kind,
-        payload=bytes(message.payload),
+        payload=message.payload,
         received_at=received_at,
         topic=topic,
         apikey=route.apikey,
@@ -108,13 +108,16 @@ class MqttIngestService:
         self._batch_max = batch_max
         self._batch_wait = batch_wait
         self._retry_backoff = retry_backoff
-        self._queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        #: Received messages for the worker; the network thread signals ``_arrived`` once
+        #: per burst of packets rather than waking the worker for every message.
+        self._inbox: collections.deque[ReceivedPublish] = collections.deque()
+        self._arrived = threading.Event()
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._stop_network = threading.Event()
         self._worker: threading.Thread | None = None
         self._network: threading.Thread | None = None
-        self._client: mqtt.Client | None = None
+        self._client: BufferedClient | None = None
         #: Ids of messages whose records the bus confirmed, for the network thread to ack.
         self._acks: collections.deque[tuple[int, int]] = collections.deque()
         #: Command messages other threads want published, with where to hand the result.
@@ -128,7 +131,7 @@ class MqttIngestService:
     def start(self) -> None:
         _, _, username, password, tls = self._address
         v5 = self._protocol == "5"
-        client = mqtt.Client(
+        client = BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -144,6 +147,7 @@ class MqttIngestService:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish_batch = self._on_publish_batch
         self._client = client
         self._stop.clear()
         self._stop_network.clear()
@@ -164,7 +168,7 @@ class MqttIngestService:
             self._network.join(15)
         self._connected.clear()
 
-    def _connect(self, client: mqtt.Client) -> None:
+    def _connect(self, client: BufferedClient) -> None:
         host, port, *_ = self._address
         if self._protocol != "5":
             client.connect(host, port, keepalive=30)
@@ -194,15 +198,14 @@ class MqttIngestService:
                     self._stop_network.wait(delay)
                     delay = min(delay * 2, 10.0)
                     continue
-            result = client.loop(timeout=0.01)
-            # loop() reads one packet per turn; take what the socket already holds.
+            result = client.loop(timeout=0.0 if client.buffered() else 0.01)
+            # loop() handles one packet per turn; handle the rest of what its read brought.
             burst = 0
-            while result == mqtt.MQTT_ERR_SUCCESS and burst < READ_BURST:
-                before = self._received
+            while result == mqtt.MQTT_ERR_SUCCESS and client.buffered() and burst < READ_BURST:
                 result = client.loop_read()
-                if self._received == before:
-                    break
                 burst += 1
+            if self._inbox:
+                self._arrived.set()
             self._flush_acks(client)
             if self._connected.is_set():
                 self._flush_outgoing(client)
@@ -214,26 +217,14 @@ class MqttIngestService:
             client.disconnect()
             client.loop(timeout=0.1)
 
-    def _flush_acks(self, client: mqtt.Client) -> None:
+    def _flush_acks(self, client: BufferedClient) -> None:
+        """Send the PUBACKs the worker queued, as one write (QoS 0 messages need none)."""
         acks = self._acks
         if not acks:
             return
-        # paho writes one byte to its wake-up socket pair for every queued packet, to break
-        # a network thread out of select(). Acks are queued from the network thread itself,
-        # so the wake-ups are pure cost (one syscall per message); suspend them meanwhile.
-        wake_up = getattr(client, "_sockpairW", None)
-        if wake_up is not None:
-            client._sockpairW = None
-        sent = 0
-        try:
-            while acks:
-                mid, qos = acks.popleft()
-                client.ack(mid, qos)
-                sent += 1
-        finally:
-            if wake_up is not None:
-                client._sockpairW = wake_up
-        self.acknowledged += sent
+        taken = [acks.popleft() for _ in range(len(acks))]
+        client.ack_many(mid for mid, qos in taken if qos == 1)
+        self.acknowledged += len(taken)
 
     def wait_connected(self, timeout: float = 10.0) -> None:
         if not self._connected.wait(timeout):
@@ -271,27 +262,34 @@ class MqttIngestService:
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self._received += 1
-        self._queue.put(message)
+        self._inbox.append(
+            ReceivedPublish(message.topic, bytes(message.payload), message.mid, message.qos)
+        )
+
+    def _on_publish_batch(self, messages: list[ReceivedPublish]) -> None:
+        self._received += len(messages)
+        self._inbox.extend(messages)
 
     # -- worker thread ------------------------------------------------------------------
-    def _next_batch(self) -> list[mqtt.MQTTMessage]:
-        try:
-            batch = [self._queue.get(timeout=0.2)]
-        except queue.Empty:
+    def _next_batch(self) -> list[ReceivedPublish]:
+        """Up to ``batch_max`` messages, waiting at most ``batch_wait`` for a batch to fill."""
+        inbox, arrived = self._inbox, self._arrived
+        if not inbox:
+            arrived.wait(0.2)
+        arrived.clear()
+        if not inbox:
             return []
+        batch: list[ReceivedPublish] = []
         deadline = time.monotonic() + self._batch_wait
-        while len(batch) < self._batch_max:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(self._queue.get(timeout=remaining))
-                except queue.Empty:
-                    break
-        return batch
+        while True:
+            while inbox and len(batch) < self._batch_max:
+                batch.append(inbox.popleft())
+            remaining = deadline - time.monotonic()
+            if len(batch) >= self._batch_max or remaining <= 0:
+                return batch
+            if not arrived.wait(remaining):
+                return batch
+            arrived.clear()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -303,10 +301,10 @@ class MqttIngestService:
                     # Unacknowledged: the broker delivers these again after a reconnect.
                     logger.exception("MQTT batch of %d failed; not acknowledged", len(batch))
 
-    def _handle(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _handle(self, batch: list[ReceivedPublish]) -> None:
         started = time.perf_counter()
         received_at = datetime.now(UTC)
-        work: list[tuple[mqtt.MQTTMessage, Inbound, Outcome]] = []
+        work: list[tuple[ReceivedPublish, Inbound, Outcome]] = []
         for message in batch:
             inbound = to_inbound(message, received_at)
             if inbound.kind == "auto" and inbound.device_id is None:
@@ -315,14 +313,15 @@ class MqttIngestService:
                 outcome.records.append(self._pipeline.dead_letter(inbound, reason))
                 metrics.DEAD_LETTERS.labels("mqtt", "topic").inc()
             else:
-                outcome = self._pipeline.process(inbound)
+                outcome = self._pipeline.process(inbound, count=False)
             work.append((message, inbound, outcome))
         records = [record for _, _, outcome in work for record in outcome.records]
         if not self._publish(records):
             return
         self._acks.extend((message.mid, message.qos) for message, _, _ in work)
+        self._pipeline.count_batch((inbound, outcome) for _, inbound, outcome in work)
         for _, inbound, outcome in work:
-            self._pipeline.accepted(inbound, outcome)
+            self._pipeline.accepted(inbound, outcome, count=False)
         metrics.BATCH_SECONDS.labels("mqtt").observe(time.perf_counter() - started)
 
     def _publish(self, records: list[Record]) -> bool:
@@ -355,7 +354,7 @@ class MqttIngestService:
         if not info.is_published():
             raise DependencyUnavailableError(f"the broker did not confirm {topic}")
 
-    def _flush_outgoing(self, client: mqtt.Client) -> None:
+    def _flush_outgoing(self, client: BufferedClient) -> None:
         """Publish what other threads asked to send (paho writes are not thread-safe here)."""
         while self._outgoing:
             topic, payload, handed = self._outgoing.popleft()
