@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,11 +41,11 @@ from pathlib import Path
 from cityos.embedded import EmbeddedPostgres
 from cityos.migrate import upgrade
 from cityos_kernel.bus import Bus, ConsumerTuning, KafkaBus, MemoryBus, Record
-from cityos_kernel.bus.consumer import ConsumerRunner
+from cityos_kernel.bus.consumer import ConsumerRunner, Handler, Message
 from cityos_kernel.database import libpq_url
 from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
 from cityos_kernel.events.topics import Topic
-from cityos_knowledge.ingest.consumer import ingest_consumer
+from cityos_knowledge.ingest.consumer import ingest_consumers
 from cityos_knowledge.ingest.terms import expand_term
 from cityos_knowledge.layer import KnowledgeLayer
 from cityos_knowledge.settings import KnowledgeSettings
@@ -158,7 +160,12 @@ def postgres_cpu(data_dir: Path) -> Callable[[], float]:
 
 
 def run_ingest(
-    store: KnowledgeStore, bus: Bus, items: list[ObservationV1], batch: int, clock: Clock
+    store: KnowledgeStore,
+    bus: Bus,
+    items: list[ObservationV1],
+    batch: int,
+    consumers: int,
+    clock: Clock,
 ) -> Run:
     tenant = f"bench-{uuid.uuid4().hex[:8]}"
     topic = Topic(f"bench.observations.{uuid.uuid4().hex}.v1", ObservationV1, "entity id", (), ())
@@ -173,27 +180,53 @@ def run_ingest(
             for item in items
         ]
     )
-    spec = replace(
-        ingest_consumer(store, bus),
-        topics=[topic],
-        group=f"bench-{uuid.uuid4().hex}",
-        max_batch=batch,
-    )
-    runner = ConsumerRunner(bus, spec)
-    subscription = bus.subscribe(spec.group, [topic.name])
-    consumed, started = 0, False
+    group = f"bench-{uuid.uuid4().hex}"
+    handled = threading.Semaphore(0)
+    specs = []
+    for spec in ingest_consumers(store, bus, count=consumers):
+        specs.append(
+            replace(
+                spec,
+                topics=[topic],
+                group=group,
+                max_batch=batch,
+                handler=_counting(spec.handler, handled),
+            )
+        )
+    runners = [ConsumerRunner(bus, spec) for spec in specs]
+    # The workload (40,000 envelopes as pydantic models and the in-memory bus's log) would
+    # otherwise be walked by every full garbage collection during the run: a cost of this
+    # set-up, not of a consumer reading from Kafka. What the consumers allocate is collected.
+    gc.collect()
+    gc.freeze()
     try:
-        while consumed < len(items):
-            deliveries = subscription.poll(batch, timeout=1.0)
-            if deliveries and not started:
-                clock.start()
-                started = True
-            if deliveries:
-                runner.process(subscription, deliveries)
-                consumed += len(deliveries)
-        return clock.stop()
+        clock.start()
+        for runner in runners:
+            runner.start()
+        for _ in range(len(items)):
+            if not handled.acquire(timeout=120):
+                raise RuntimeError("the ingest consumers stopped making progress")
+        if isinstance(bus, MemoryBus):  # the last commit, where the bus can tell
+            while sum(bus.committed(group).values()) < len(items):
+                time.sleep(0.001)
+        run = clock.stop()
     finally:
-        subscription.close()
+        for runner in runners:
+            runner.stop()
+        gc.unfreeze()
+    if any(runner.failures for runner in runners):
+        raise RuntimeError("an ingest batch failed during the run")
+    return run
+
+
+def _counting(handler: Handler, handled: threading.Semaphore) -> Handler:
+    """The handler, releasing ``handled`` once per message it applied."""
+
+    def handle(messages: Sequence[Message]) -> None:
+        handler(messages)
+        handled.release(len(messages))
+
+    return handle
 
 
 def run_copy(store: KnowledgeStore, buffers: list[str], clock: Clock) -> Run:
@@ -236,6 +269,12 @@ def main() -> None:
     parser.add_argument("--entities", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch", type=int, default=KnowledgeSettings().knowledge_ingest_batch)
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        default=KnowledgeSettings().knowledge_ingest_consumers,
+        help="members of the ingest group (threads of this process)",
+    )
     parser.add_argument("--database-url")
     parser.add_argument("--bootstrap", help="Kafka bootstrap (default: the in-memory bus)")
     parser.add_argument("--no-fsync", action="store_true", help="embedded server without fsync")
@@ -260,7 +299,7 @@ def main() -> None:
         ingest, raw = [], []
         try:
             for _ in range(args.rounds):
-                ingest.append(run_ingest(store, bus, items, args.batch, clock))
+                ingest.append(run_ingest(store, bus, items, args.batch, args.consumers, clock))
                 raw.append(run_copy(store, buffers, clock))
         finally:
             bus.close()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import orjson
@@ -11,10 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from cityos_kernel.bus import MemoryBus, Record
-from cityos_kernel.bus.consumer import ConsumerRunner
+from cityos_kernel.bus.consumer import ConsumerRunner, Handler, Message
 from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
 from cityos_kernel.events.topics import ENTITIES_CHANGED, OBSERVATIONS, PLATFORM_DEADLETTER
-from cityos_knowledge.ingest.consumer import GROUP, ingest_consumer
+from cityos_knowledge.ingest.consumer import GROUP, ingest_consumer, ingest_consumers
 from cityos_knowledge.outbox.relay import OutboxRelay
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import attribute_instances, attributes, outbox
@@ -179,8 +180,6 @@ def test_a_consumer_dying_after_the_database_commit_loses_and_duplicates_nothing
     crashed = bus.subscribe(GROUP, [OBSERVATIONS.name])
     first = crashed.poll(30, timeout=0.5)
     # The handler commits its transaction; the process dies before the offsets commit.
-    from cityos_kernel.bus.consumer import Message
-
     spec.handler([Message(OBSERVATIONS.decode(d.value), d) for d in first])
     assert count_instances(knowledge_store) == len(first)
     events_at_crash = outbox_events(knowledge_store)
@@ -450,3 +449,47 @@ def test_of_two_values_with_the_same_observed_at_in_a_batch_the_later_is_current
     assert current_values(knowledge_store) == {
         ("urn:ngsi-ld:WeatherObserved:1", "temperature"): 2.0
     }
+
+
+def test_two_ingest_consumers_share_the_partitions_and_apply_everything_once(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    specs = ingest_consumers(knowledge_store, bus, count=2)
+    assert [spec.group for spec in specs] == [GROUP, GROUP]
+    handled: list[set[str]] = [set(), set()]
+
+    def counting(member: int, handler: Handler) -> Handler:
+        def handle(messages: Sequence[Message]) -> None:
+            handler(messages)
+            handled[member].update(m.delivery.key for m in messages)
+
+        return handle
+
+    runners = [
+        ConsumerRunner(bus, replace(spec, handler=counting(member, spec.handler)))
+        for member, spec in enumerate(specs)
+    ]
+    for runner in runners:
+        runner.start()
+    try:
+        publish(bus, [observation(f"urn:ngsi-ld:WeatherObserved:{n % 20}", n) for n in range(300)])
+        deadline = time.monotonic() + 30
+        while sum(bus.committed(GROUP).values()) < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        for runner in runners:
+            runner.stop()
+    # Both members applied observations, never of the same entity.
+    assert all(handled) and not handled[0] & handled[1]
+    assert [runner.failures for runner in runners] == [0, 0]
+    assert count_instances(knowledge_store) == 300
+    values = current_values(knowledge_store)
+    # Each entity's observations stay in order in one member: the last one is current.
+    assert values == {
+        (f"urn:ngsi-ld:WeatherObserved:{e}", "temperature"): 20.0 + max(range(e, 300, 20))
+        for e in range(20)
+    }
+    events = outbox_events(knowledge_store)
+    assert sorted(
+        e["payload"]["entity_id"] for e in events if e["payload"]["change"] == "created"
+    ) == sorted(f"urn:ngsi-ld:WeatherObserved:{e}" for e in range(20))

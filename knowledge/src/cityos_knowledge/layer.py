@@ -8,7 +8,7 @@ shows how history is kept.
 from __future__ import annotations
 
 from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec, ReadinessCheck
-from cityos_knowledge.ingest.consumer import ingest_consumer
+from cityos_knowledge.ingest.consumer import ingest_consumers
 from cityos_knowledge.outbox.relay import OutboxRelay
 from cityos_knowledge.settings import KnowledgeSettings
 from cityos_knowledge.store.database import MIGRATIONS, KnowledgeStore
@@ -49,7 +49,12 @@ class KnowledgeLayer:
             keep_hours=settings.knowledge_outbox_keep_hours,
         )
         return LayerParts(
-            consumers=[ingest_consumer(store, context.bus, after_commit=relay.wake)],
+            consumers=ingest_consumers(
+                store,
+                context.bus,
+                count=settings.knowledge_ingest_consumers,
+                after_commit=relay.wake,
+            ),
             services=[relay, StoreMaintenance(store)],
             readiness=[readiness(store)],
         )

@@ -27,6 +27,13 @@ class KnowledgeSettings(CityosSettings):
     knowledge_ingest_batch: int = Field(
         default=2000, ge=1, description="Observations messages the ingest consumer applies at once."
     )
+    knowledge_ingest_consumers: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="Members of the knowledge-ingest consumer group run by a knowledge process "
+        "(threads; they share the topic's partitions).",
+    )
     knowledge_relay_interval_seconds: float = Field(
         default=1.0,
         gt=0,

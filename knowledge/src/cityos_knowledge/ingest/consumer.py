@@ -43,3 +43,26 @@ def ingest_consumer(
         handler=applier,
         max_batch=store.settings.knowledge_ingest_batch,
     )
+
+
+def ingest_consumers(
+    store: KnowledgeStore,
+    bus: Bus,
+    *,
+    count: int,
+    after_commit: Callable[[], None] | None = None,
+) -> list[ConsumerSpec]:
+    """``count`` members of the ``knowledge-ingest`` group, each with its own applier.
+
+    The group splits the topic's partitions among them (an entity's observations stay in
+    one partition, hence in one member, in order). Each member's Python work holds the GIL
+    while the others wait on PostgreSQL, so two members keep two cores busy where one
+    leaves the database idle while it decodes and the decoder idle while the database
+    writes (docs/performance.md).
+    """
+    specs = []
+    for number in range(1, count + 1):
+        spec = ingest_consumer(store, bus, after_commit=after_commit)
+        spec.name = f"knowledge-ingest-{number}" if count > 1 else spec.name
+        specs.append(spec)
+    return specs
