@@ -13,7 +13,14 @@ from cityos_acquisition.registry.records import DeviceRecord, GroupRecord, Regis
 
 
 def _group(row: Any) -> GroupRecord:
-    return GroupRecord(row.tenant, row.service_path, row.resource, row.apikey, row.document)
+    return GroupRecord(
+        row.tenant,
+        row.service_path,
+        row.resource,
+        row.apikey,
+        row.document,
+        row.lorawan_application,
+    )
 
 
 def _device(row: Any) -> DeviceRecord:
@@ -35,6 +42,7 @@ def _group_values(group: GroupRecord) -> dict[str, Any]:
         "resource": group.resource,
         "apikey": group.apikey,
         "document": group.document,
+        "lorawan_application": group.lorawan_application,
     }
 
 
@@ -76,7 +84,11 @@ class PostgresRegistryStore:
                         g.apikey == group.apikey,
                     )
                 )
-                .values(document=group.document, updated_at=func.now())
+                .values(
+                    document=group.document,
+                    lorawan_application=group.lorawan_application,
+                    updated_at=func.now(),
+                )
             )
 
     def delete_group(self, tenant: str, service_path: str, resource: str, apikey: str) -> bool:
@@ -104,6 +116,16 @@ class PostgresRegistryStore:
 
     def groups_by_apikey(self, apikey: str) -> list[GroupRecord]:
         query = select(tables.groups).where(tables.groups.c.apikey == apikey)
+        with self._engine.connect() as connection:
+            return [_group(row) for row in connection.execute(query)]
+
+    def groups_by_lorawan_application(self, application_id: str) -> list[GroupRecord]:
+        g = tables.groups.c
+        query = (
+            select(tables.groups)
+            .where(g.lorawan_application == application_id)
+            .order_by(g.tenant, g.service_path, g.resource, g.apikey)
+        )
         with self._engine.connect() as connection:
             return [_group(row) for row in connection.execute(query)]
 

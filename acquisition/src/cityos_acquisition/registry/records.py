@@ -19,6 +19,8 @@ class GroupRecord:
     resource: str
     apikey: str
     document: dict[str, Any]
+    #: The LoRaWAN application whose unknown devices this group autoprovisions.
+    lorawan_application: str | None = None
 
 
 @dataclass(frozen=True)

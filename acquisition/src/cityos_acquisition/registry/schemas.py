@@ -100,6 +100,21 @@ class LorawanIn(_Document):
         return value
 
 
+def lorawan_application_key(application_id: str | None) -> str | None:
+    """What uplinks are matched by: The Things Stack's ``app@tenant`` is found as ``app``
+    (its uplinks name the application without the tenant)."""
+    return application_id.split("@", 1)[0] if application_id else None
+
+
+def _internal_lorawan(data: Any) -> Any:
+    """``internal_attributes.lorawan`` is where the LoRaWAN IoT Agent puts ``lorawan``."""
+    if isinstance(data, dict) and "lorawan" not in data:
+        internal = data.get("internal_attributes")
+        if isinstance(internal, dict) and isinstance(internal.get("lorawan"), dict):
+            return {**data, "lorawan": internal["lorawan"]}
+    return data
+
+
 class _Provisioned(_Document):
     entity_type: str | None = None
     attributes: list[AttributeIn] = Field(default_factory=list)
@@ -121,8 +136,12 @@ class GroupIn(_Provisioned):
     entity_name_exp: str | None = Field(default=None, alias="entityNameExp")
     protocol: str | None = None
     transport: str | None = None
+    #: A LoRaWAN application group: uplinks of unknown devices of ``application_id`` are
+    #: autoprovisioned into it (with ``data_model``) when ``autoprovision`` is on.
+    lorawan: LorawanIn | None = None
 
     _expression = field_validator("entity_name_exp")(_check_expression)
+    _internal = model_validator(mode="before")(_internal_lorawan)
 
 
 class DeviceIn(_Provisioned):
@@ -135,15 +154,7 @@ class DeviceIn(_Provisioned):
     transport: str | None = None
     lorawan: LorawanIn | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _internal_lorawan(cls, data: Any) -> Any:
-        """``internal_attributes.lorawan`` is where the LoRaWAN IoT Agent puts them."""
-        if isinstance(data, dict) and "lorawan" not in data:
-            internal = data.get("internal_attributes")
-            if isinstance(internal, dict) and isinstance(internal.get("lorawan"), dict):
-                return {**data, "lorawan": internal["lorawan"]}
-        return data
+    _internal = model_validator(mode="before")(_internal_lorawan)
 
 
 class GroupsIn(BaseModel):

@@ -25,7 +25,7 @@ from cityos_acquisition.registry.records import (
     GroupRecord,
     UnresolvedDeviceError,
 )
-from cityos_acquisition.registry.schemas import DeviceIn, GroupIn
+from cityos_acquisition.registry.schemas import DeviceIn, GroupIn, lorawan_application_key
 from cityos_acquisition.registry.store import RegistryStore
 from cityos_kernel.bus.consumer import ConsumerSpec, Message
 from cityos_kernel.bus.port import Bus, Record
@@ -56,8 +56,20 @@ def device_record(tenant: str, service_path: str, device: DeviceIn) -> DeviceRec
         device_id=device.device_id,
         apikey=device.apikey,
         dev_eui=lorawan.dev_eui if lorawan else None,
-        lorawan_application=lorawan.application_id if lorawan else None,
+        lorawan_application=lorawan_application_key(lorawan.application_id) if lorawan else None,
         document=device.document(),
+    )
+
+
+def group_record(tenant: str, service_path: str, group: GroupIn) -> GroupRecord:
+    lorawan = group.lorawan
+    return GroupRecord(
+        tenant,
+        service_path,
+        group.resource,
+        group.apikey,
+        group.document(),
+        lorawan_application_key(lorawan.application_id) if lorawan else None,
     )
 
 
@@ -116,9 +128,7 @@ class Registry:
     # -- groups -----------------------------------------------------------------------
     def create_groups(self, scope: Scope, groups: Sequence[GroupIn]) -> None:
         path = scope.service_path or "/"
-        self.store.insert_groups(
-            [GroupRecord(scope.tenant, path, g.resource, g.apikey, g.document()) for g in groups]
-        )
+        self.store.insert_groups([group_record(scope.tenant, path, group) for group in groups])
         self.invalidate()
 
     def list_groups(self, scope: Scope) -> list[GroupRecord]:
@@ -135,12 +145,11 @@ class Registry:
         )
 
     def update_group(self, group: GroupRecord, changes: dict[str, Any]) -> GroupRecord:
-        document = GroupIn.model_validate({**group.document, **changes}).document()
         # resource and apikey identify the group; changing them is delete + create.
-        document["resource"], document["apikey"] = group.resource, group.apikey
-        updated = GroupRecord(
-            group.tenant, group.service_path, group.resource, group.apikey, document
+        merged = GroupIn.model_validate(
+            {**group.document, **changes, "resource": group.resource, "apikey": group.apikey}
         )
+        updated = group_record(group.tenant, group.service_path, merged)
         self.store.replace_group(updated)
         self.invalidate()
         return updated
@@ -237,10 +246,12 @@ class Registry:
                 f"device {device_id!r} is not provisioned and the group of apikey {apikey!r} "
                 "does not autoprovision"
             )
-        return self._autoprovision(group, device_id)
+        return self._autoprovision(group, DeviceIn(device_id=device_id, apikey=group.apikey))
 
-    def _autoprovision(self, group: GroupRecord, device_id: str) -> DeviceProfile:
-        device = DeviceIn(device_id=device_id, apikey=group.apikey)
+    def _autoprovision(self, group: GroupRecord, device: DeviceIn) -> DeviceProfile:
+        """Create ``device`` in ``group`` (an unknown device's first message, as the IoT
+        Agents do); the group gives it entity type, attributes and commands."""
+        device_id = device.device_id
         record = device_record(group.tenant, group.service_path, device)
         try:
             self.store.insert_devices([record])
@@ -268,12 +279,34 @@ class Registry:
             record = self.store.device_by_lorawan_id(uplink.application_id, uplink.device_id)
         if record is None and uplink.dev_eui:
             record = self.store.device_by_dev_eui(uplink.dev_eui)
-        if record is None:
+        if record is not None:
+            return self.profile(record)
+        groups = (
+            self.store.groups_by_lorawan_application(uplink.application_id)
+            if uplink.application_id
+            else []
+        )
+        if not groups:
             raise UnresolvedDeviceError(
                 f"unknown LoRaWAN device {uplink.device_id!r} "
                 f"(application {uplink.application_id!r}, devEUI {uplink.dev_eui})"
             )
-        return self.profile(record)
+        group = groups[0]
+        shared = GroupIn.model_validate(group.document)
+        if not shared.autoprovision:
+            raise UnresolvedDeviceError(
+                f"LoRaWAN device {uplink.device_id!r} is not provisioned and the group of "
+                f"application {uplink.application_id!r} does not autoprovision"
+            )
+        lorawan = shared.lorawan.document() if shared.lorawan else {}
+        lorawan["provider"] = uplink.network
+        if uplink.dev_eui:
+            lorawan["dev_eui"] = uplink.dev_eui
+        # ChirpStack names a device by its devEUI, The Things Stack by its device id.
+        device = DeviceIn.model_validate(
+            {"device_id": uplink.device_id, "apikey": group.apikey, "lorawan": lorawan}
+        )
+        return self._autoprovision(group, device)
 
     def find_by_entity(
         self, tenant: str, entity_id: str, device_id: str | None

@@ -24,6 +24,8 @@ class RegistryStore(Protocol):
 
     def groups_by_apikey(self, apikey: str) -> list[GroupRecord]: ...
 
+    def groups_by_lorawan_application(self, application_id: str) -> list[GroupRecord]: ...
+
     def insert_devices(self, devices: Sequence[DeviceRecord]) -> None: ...
 
     def replace_device(self, device: DeviceRecord) -> None: ...
@@ -87,6 +89,14 @@ class MemoryRegistryStore:
     def groups_by_apikey(self, apikey: str) -> list[GroupRecord]:
         with self._lock:
             return [group for group in self._groups.values() if group.apikey == apikey]
+
+    def groups_by_lorawan_application(self, application_id: str) -> list[GroupRecord]:
+        with self._lock:
+            return [
+                group
+                for group in self._groups.values()
+                if group.lorawan_application == application_id
+            ]
 
     def insert_devices(self, devices: Sequence[DeviceRecord]) -> None:
         with self._lock:

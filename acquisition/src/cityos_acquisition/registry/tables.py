@@ -17,9 +17,11 @@ groups = Table(
     Column("resource", String, primary_key=True),
     Column("apikey", String, primary_key=True),
     Column("document", JSONB, nullable=False),
+    Column("lorawan_application", String),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("config_groups_apikey", "apikey"),
+    Index("config_groups_lorawan", "lorawan_application"),
 )
 
 devices = Table(
