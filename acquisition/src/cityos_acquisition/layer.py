@@ -17,7 +17,11 @@ from cityos_acquisition.api.health import health_router
 from cityos_acquisition.api.provisioning import provisioning_router
 from cityos_acquisition.api.southbound import southbound_router
 from cityos_acquisition.commands.consumer import CommandDispatcher, command_consumer
-from cityos_acquisition.commands.pending import PendingCommands
+from cityos_acquisition.commands.pending import (
+    PendingCommands,
+    PendingCommandStore,
+    PostgresPendingCommands,
+)
 from cityos_acquisition.health.monitor import HealthMonitor
 from cityos_acquisition.ingest.pipeline import IngestPipeline
 from cityos_acquisition.registry.postgres import PostgresRegistryStore
@@ -45,7 +49,7 @@ class AcquisitionParts:
 
     registry: Registry
     pipeline: IngestPipeline
-    pending: PendingCommands
+    pending: PendingCommandStore
     parts: LayerParts
     health: HealthMonitor
     commands: CommandDispatcher
@@ -57,13 +61,16 @@ def build_parts(
     store: RegistryStore,
     settings: AcquisitionSettings,
     mqtt_url: str | None,
+    *,
+    pending: PendingCommandStore | None = None,
 ) -> AcquisitionParts:
-    """Wire the layer from its adapters (the registry store and the bus)."""
+    """Wire the layer from its adapters (the registry store, the pending commands of
+    polling devices and the bus); without ``pending`` those commands live in memory."""
     registry = Registry(store, bus, cache_ttl=settings.registry_cache_ttl)
     health = HealthMonitor(registry, bus, check_interval=settings.health_check_interval)
     pipeline = IngestPipeline(registry, listeners=[health.record])
     registry.add_listener(health.on_device_event)
-    pending = PendingCommands()
+    pending = pending or PendingCommands()
     parts = LayerParts(
         routers=[
             provisioning_router(registry),
@@ -120,13 +127,15 @@ class AcquisitionLayer:
     def build(self, context: LayerContext) -> LayerParts:
         settings = self._settings or AcquisitionSettings()
         store: RegistryStore
+        pending: PendingCommandStore | None = None
         if context.database_url:
             engine = create_engine(sqlalchemy_url(context.database_url), pool_pre_ping=True)
             store = PostgresRegistryStore(engine)
+            pending = PostgresPendingCommands(engine)
         else:
             logger.warning("no database configured: the device registry lives in memory only")
             store = MemoryRegistryStore()
-        self.wired = build_parts(context.bus, store, settings, context.mqtt_url)
+        self.wired = build_parts(context.bus, store, settings, context.mqtt_url, pending=pending)
         return self.wired.parts
 
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cityos_acquisition.api.provisioning import iot_error
 from cityos_acquisition.codecs.ultralight import format_ultralight_command
-from cityos_acquisition.commands.pending import PendingCommands
+from cityos_acquisition.commands.pending import PendingCommand, PendingCommandStore
 from cityos_acquisition.commands.status import command_status_observation
 from cityos_acquisition.ingest import metrics
 from cityos_acquisition.ingest.encoding import observation_record
@@ -34,29 +34,39 @@ TimeQuery = Annotated[str | None, Query(alias="t", description="ISO 8601 time of
 GetCmdQuery = Annotated[int, Query(alias="getCmd", description="1: answer pending commands")]
 
 
-def southbound_router(pipeline: IngestPipeline, bus: Bus, pending: PendingCommands) -> APIRouter:
+def _delivered_records(profile: DeviceProfile, commands: list[PendingCommand]) -> list[Record]:
+    now = datetime.now(UTC)
+    return [
+        observation_record(
+            command_status_observation(
+                profile, command.command, "DELIVERED", at=now, entity_id=command.entity_id
+            ),
+            tenant=profile.tenant,
+            source="acquisition:http",
+        )
+        for command in commands
+    ]
+
+
+def _commands_body(profile: DeviceProfile, commands: list[PendingCommand], ul: bool) -> str:
+    if ul:
+        return "#".join(
+            format_ultralight_command(profile.device_id, c.command, c.params) for c in commands
+        )
+    return orjson.dumps({c.command: c.params for c in commands}).decode()
+
+
+def southbound_router(
+    pipeline: IngestPipeline, bus: Bus, pending: PendingCommandStore
+) -> APIRouter:
     router = APIRouter(
         prefix="/iot", tags=["acquisition: devices"], dependencies=[Depends(public())]
     )
 
-    def delivered_records(profile: DeviceProfile, ul: bool) -> tuple[str, list[Record]]:
-        commands = pending.take(profile.tenant, profile.device_id)
-        now = datetime.now(UTC)
-        records = []
-        for command in commands:
-            observation = command_status_observation(
-                profile, command.command, "DELIVERED", at=now, entity_id=command.entity_id
-            )
-            records.append(
-                observation_record(observation, tenant=profile.tenant, source="acquisition:http")
-            )
-        if ul:
-            body = "#".join(
-                format_ultralight_command(profile.device_id, c.command, c.params) for c in commands
-            )
-        else:
-            body = orjson.dumps({c.command: c.params for c in commands}).decode()
-        return body, records
+    def publish(records: list[Record]) -> None:
+        if records:
+            with metrics.BATCH_SECONDS.labels("http").time():
+                bus.publish(records)
 
     def ingest(
         kind: PayloadKind,
@@ -82,19 +92,24 @@ def southbound_router(pipeline: IngestPipeline, bus: Bus, pending: PendingComman
         outcome = pipeline.process(inbound) if not poll_only else None
         records = list(outcome.records) if outcome else []
         body = ""
-        if get_cmd == 1 and (outcome is None or outcome.rejected is None):
-            profile = (
-                outcome.profile
-                if outcome
-                else pipeline.registry.resolve(apikey, device_id, resource=resource)
-            )
-            assert profile is not None
-            body, delivered = delivered_records(profile, ul=kind == "ul")
-            records.extend(delivered)
         try:
-            if records:
-                with metrics.BATCH_SECONDS.labels("http").time():
-                    bus.publish(records)
+            if get_cmd == 1 and (outcome is None or outcome.rejected is None):
+                profile = (
+                    outcome.profile
+                    if outcome
+                    else pipeline.registry.resolve(apikey, device_id, resource=resource)
+                )
+                assert profile is not None
+                # The commands count as delivered only once the bus confirmed their status
+                # together with this request's observations (ADR 0027).
+                commands = pending.deliver(
+                    profile.tenant,
+                    profile.device_id,
+                    lambda commands: publish(records + _delivered_records(profile, commands)),
+                )
+                body = _commands_body(profile, commands, ul=kind == "ul")
+            else:
+                publish(records)
         except PublishError as exc:
             metrics.PUBLISH_FAILURES.labels("http").inc()
             return iot_error(503, "BUS_UNAVAILABLE", f"not stored, retry: {exc}")

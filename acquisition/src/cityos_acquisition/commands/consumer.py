@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from cityos_acquisition.commands.downlink import CommandRejectedError, downlink_for
-from cityos_acquisition.commands.pending import PendingCommand, PendingCommands
+from cityos_acquisition.commands.pending import PendingCommand, PendingCommandStore
 from cityos_acquisition.commands.status import CommandStatus, command_status_observation
 from cityos_acquisition.ingest.encoding import observation_record
 from cityos_acquisition.mapping.config import DeviceProfile
@@ -38,7 +38,7 @@ class CommandDispatcher:
         self,
         registry: Registry,
         bus: Bus,
-        pending: PendingCommands,
+        pending: PendingCommandStore,
         send: Sender | None,
     ) -> None:
         self._registry = registry
@@ -93,16 +93,18 @@ class CommandDispatcher:
                 tenant, profile, command, "ERROR", f"device has no command {command.command!r}"
             )
             return
-        self._status(tenant, profile, command, "PENDING")
         if (profile.transport or "").upper() == "HTTP" and not profile.lorawan:
-            self._pending.add(
+            queued = self._pending.add(
                 tenant,
                 profile.device_id,
                 PendingCommand(
                     command.command_id, command.command, command.params, command.entity_id
                 ),
             )
+            if queued == "PENDING":  # not a redelivery of a command already delivered
+                self._status(tenant, profile, command, "PENDING")
             return
+        self._status(tenant, profile, command, "PENDING")
         try:
             downlink = downlink_for(profile, command.command, command.params)
         except CommandRejectedError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, func
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "acquisition"
@@ -39,4 +39,28 @@ devices = Table(
     Index("devices_device_id", "device_id"),
     Index("devices_dev_eui", "dev_eui"),
     Index("devices_lorawan", "lorawan_application", "device_id"),
+)
+
+#: Commands waiting for an HTTP (polling) device, kept across restarts (ADR 0027).
+pending_commands = Table(
+    "pending_commands",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant", String, nullable=False),
+    Column("device_id", String, nullable=False),
+    Column("command_id", String, nullable=False),
+    Column("command", String, nullable=False),
+    Column("params", JSONB),
+    Column("entity_id", String, nullable=False),
+    Column("status", String, nullable=False, server_default="PENDING"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True)),
+    Index("pending_commands_command", "tenant", "command_id", unique=True),
+    Index(
+        "pending_commands_waiting",
+        "tenant",
+        "device_id",
+        "id",
+        postgresql_where=text("status = 'PENDING'"),
+    ),
 )
