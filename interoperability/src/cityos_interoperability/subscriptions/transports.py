@@ -123,8 +123,15 @@ class MqttTransport:
         key = _broker_key(endpoint)
         with self._lock:
             client = self._clients.get(key)
-        if client is not None:
+        if client is not None and client.is_connected():
             return client
+        if client is not None:
+            # The broker went away (a restart): connect again now rather than fail this
+            # notification while paho's own reconnection waits out its back-off.
+            with self._lock:
+                if self._clients.get(key) is client:
+                    del self._clients[key]
+            _disconnect(client)
         client = _connect(endpoint, timeout)
         with self._lock:
             existing = self._clients.get(key)
