@@ -24,6 +24,7 @@ from cityos_acquisition.commands.pending import (
 )
 from cityos_acquisition.health.monitor import HealthMonitor
 from cityos_acquisition.ingest.pipeline import IngestPipeline
+from cityos_acquisition.registry.outbox import OutboxRelay
 from cityos_acquisition.registry.postgres import PostgresRegistryStore
 from cityos_acquisition.registry.service import Registry, cache_invalidation_consumer
 from cityos_acquisition.registry.store import MemoryRegistryStore, RegistryStore
@@ -77,7 +78,8 @@ def build_parts(
             southbound_router(pipeline, bus, pending),
             health_router(health),
         ],
-        services=[health],
+        # Relays device events a write could not publish at once (bus down, crash).
+        services=[health, OutboxRelay(store, bus)],
         readiness=[ReadinessCheck("acquisition-registry", store.check)],
     )
     mqtt: MqttIngestService | None = None

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from cityos_acquisition.registry import tables
+from cityos_acquisition.registry.outbox import OutboxEvent, Publish
 from cityos_acquisition.registry.records import DeviceRecord, GroupRecord, RegistryConflictError
 
 
@@ -56,6 +57,24 @@ def _device_values(device: DeviceRecord) -> dict[str, Any]:
         "lorawan_application": device.lorawan_application,
         "document": device.document,
     }
+
+
+#: Relays of one database take turns (transaction-scoped advisory lock): events leave in
+#: outbox order.
+_RELAY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('cityos_acquisition.outbox'))")
+#: Sent rows are kept this long for inspection, then deleted by the relay.
+_CLEAN = text("DELETE FROM acquisition.outbox WHERE sent_at < now() - interval '1 day'")
+
+
+def _write_events(connection: Connection, events: Sequence[OutboxEvent]) -> None:
+    if events:
+        connection.execute(
+            insert(tables.outbox),
+            [
+                {"tenant": e.tenant, "topic": e.topic, "key": e.key, "envelope": e.envelope}
+                for e in events
+            ],
+        )
 
 
 class PostgresRegistryStore:
@@ -129,14 +148,17 @@ class PostgresRegistryStore:
         with self._engine.connect() as connection:
             return [_group(row) for row in connection.execute(query)]
 
-    def insert_devices(self, devices: Sequence[DeviceRecord]) -> None:
+    def insert_devices(
+        self, devices: Sequence[DeviceRecord], events: Sequence[OutboxEvent] = ()
+    ) -> None:
         try:
             with self._engine.begin() as connection:
                 connection.execute(insert(tables.devices), [_device_values(d) for d in devices])
+                _write_events(connection, events)
         except IntegrityError as exc:
             raise RegistryConflictError("a device with this device_id exists") from exc
 
-    def replace_device(self, device: DeviceRecord) -> None:
+    def replace_device(self, device: DeviceRecord, events: Sequence[OutboxEvent] = ()) -> None:
         d = tables.devices.c
         values = _device_values(device)
         with self._engine.begin() as connection:
@@ -145,8 +167,11 @@ class PostgresRegistryStore:
                 .where(and_(d.tenant == device.tenant, d.device_id == device.device_id))
                 .values(**values, updated_at=func.now())
             )
+            _write_events(connection, events)
 
-    def delete_device(self, tenant: str, device_id: str) -> DeviceRecord | None:
+    def delete_device(
+        self, tenant: str, device_id: str, events: Sequence[OutboxEvent] = ()
+    ) -> DeviceRecord | None:
         d = tables.devices.c
         with self._engine.begin() as connection:
             row = connection.execute(
@@ -154,7 +179,30 @@ class PostgresRegistryStore:
                 .where(and_(d.tenant == tenant, d.device_id == device_id))
                 .returning(*tables.devices.c)
             ).first()
+            if row is not None:
+                _write_events(connection, events)
         return _device(row) if row else None
+
+    def relay_outbox(self, publish: Publish, limit: int = 500) -> int:
+        o = tables.outbox.c
+        with self._engine.begin() as connection:
+            connection.execute(_RELAY_LOCK)
+            rows = connection.execute(
+                select(o.id, o.topic, o.key, o.envelope)
+                .where(o.sent_at.is_(None))
+                .order_by(o.id)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return 0
+            publish([OutboxEvent("", row.topic, row.key, row.envelope).record() for row in rows])
+            connection.execute(
+                update(tables.outbox)
+                .where(o.id.in_([row.id for row in rows]))
+                .values(sent_at=func.now())
+            )
+            connection.execute(_CLEAN)
+        return len(rows)
 
     def get_device(self, tenant: str, device_id: str) -> DeviceRecord | None:
         d = tables.devices.c

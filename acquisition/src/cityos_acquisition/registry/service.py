@@ -1,7 +1,9 @@
 """The registry service: provisioning operations, device resolution and its cache.
 
-Every change is written to the store first, then the cache is cleared and the change is
-published on ``acquisition.devices.v1`` (so other processes and layers hear of it).
+A device change and its ``acquisition.devices.v1`` event are written in one transaction
+(the event to the outbox); after the commit the cache is cleared, in-process listeners
+hear of it and the outbox is relayed (ADR 0028), so other processes and layers hear of it
+only once it is true.
 Resolution results are cached for ``cache_ttl`` seconds; a change made in this process
 clears the cache at once, one made by another process is seen within the TTL.
 """
@@ -19,6 +21,7 @@ from typing import Any
 from cityos_acquisition.codecs.lorawan import LoraUplink
 from cityos_acquisition.mapping.config import DeviceProfile
 from cityos_acquisition.mapping.mapper import MappingError, device_entity_id
+from cityos_acquisition.registry.outbox import OutboxEvent, device_event
 from cityos_acquisition.registry.profiles import build_profile
 from cityos_acquisition.registry.records import (
     DeviceRecord,
@@ -28,13 +31,12 @@ from cityos_acquisition.registry.records import (
 from cityos_acquisition.registry.schemas import DeviceIn, GroupIn, lorawan_application_key
 from cityos_acquisition.registry.store import RegistryStore
 from cityos_kernel.bus.consumer import ConsumerSpec, Message
-from cityos_kernel.bus.port import Bus, Record
+from cityos_kernel.bus.port import Bus
 from cityos_kernel.events.payloads import DeviceEventV1
 from cityos_kernel.events.topics import DEVICES
 
 logger = logging.getLogger(__name__)
 
-SOURCE = "acquisition:registry"
 #: Device events that change what a lookup returns.
 CHANGES = frozenset({"provisioned", "updated", "deleted"})
 DeviceEventKind = str
@@ -101,18 +103,27 @@ class Registry:
         with self._lock:
             self._cache.clear()
 
-    def _publish(self, events: Sequence[tuple[str, DeviceEventV1]]) -> None:
+    @staticmethod
+    def _outbox(events: Sequence[tuple[str, DeviceEventV1]]) -> list[OutboxEvent]:
+        return [device_event(tenant, event) for tenant, event in events]
+
+    def _committed(self, events: Sequence[tuple[str, DeviceEventV1]]) -> None:
+        """After the commit of a change and its events: cache, listeners, relay."""
         self.invalidate()
-        if not events:
-            return
-        records = []
-        for tenant, event in events:
-            envelope = DEVICES.envelope(event, source=SOURCE, tenant=tenant)
-            records.append(Record(DEVICES.name, event.device_id, DEVICES.encode(envelope)))
-        self._bus.publish(records)
         for tenant, event in events:
             for listener in self._listeners:
                 listener(event, tenant)
+        self.relay_outbox()
+
+    def relay_outbox(self) -> None:
+        """Publish the outbox now; what the bus does not take waits for the relay service."""
+        try:
+            while self.store.relay_outbox(self._bus.publish):
+                pass
+        except Exception:
+            logger.warning(
+                "device events not published yet; the outbox relay retries", exc_info=True
+            )
 
     def _event(self, record: DeviceRecord, kind: Any) -> tuple[str, DeviceEventV1]:
         summary: dict[str, Any] = {
@@ -162,8 +173,9 @@ class Registry:
     def create_devices(self, scope: Scope, devices: Sequence[DeviceIn]) -> list[DeviceRecord]:
         path = scope.service_path or "/"
         records = [device_record(scope.tenant, path, device) for device in devices]
-        self.store.insert_devices(records)
-        self._publish([self._event(record, "provisioned") for record in records])
+        events = [self._event(record, "provisioned") for record in records]
+        self.store.insert_devices(records, self._outbox(events))
+        self._committed(events)
         return records
 
     def get_device(self, scope: Scope, device_id: str) -> DeviceRecord | None:
@@ -180,14 +192,16 @@ class Registry:
             {**record.document, **changes, "device_id": record.device_id}
         )
         updated = device_record(record.tenant, record.service_path, merged)
-        self.store.replace_device(updated)
-        self._publish([self._event(updated, "updated")])
+        events = [self._event(updated, "updated")]
+        self.store.replace_device(updated, self._outbox(events))
+        self._committed(events)
         return updated
 
     def delete_device(self, record: DeviceRecord) -> None:
-        deleted = self.store.delete_device(record.tenant, record.device_id)
+        events = [self._event(record, "deleted")]
+        deleted = self.store.delete_device(record.tenant, record.device_id, self._outbox(events))
         if deleted is not None:
-            self._publish([self._event(deleted, "deleted")])
+            self._committed(events)
 
     # -- resolution -------------------------------------------------------------------
     def group_of(self, record: DeviceRecord) -> GroupRecord | None:
@@ -253,8 +267,10 @@ class Registry:
         Agents do); the group gives it entity type, attributes and commands."""
         device_id = device.device_id
         record = device_record(group.tenant, group.service_path, device)
+        tenant, event = self._event(record, "provisioned")
+        events = [(tenant, event.model_copy(update={"details": {"autoprovisioned": True}}))]
         try:
-            self.store.insert_devices([record])
+            self.store.insert_devices([record], self._outbox(events))
         except Exception:
             # Another process provisioned it at the same moment: use what is stored.
             stored = self.store.get_device(group.tenant, device_id)
@@ -263,9 +279,7 @@ class Registry:
             record = stored
         else:
             logger.info("autoprovisioned device %s in %s", device_id, group.tenant)
-            tenant, event = self._event(record, "provisioned")
-            event = event.model_copy(update={"details": {"autoprovisioned": True}})
-            self._publish([(tenant, event)])
+            self._committed(events)
         return build_profile(record, group)
 
     def resolve_lorawan(self, uplink: LoraUplink) -> DeviceProfile:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Sequence
 from typing import Protocol
 
+from cityos_acquisition.registry.outbox import OutboxEvent, Publish
 from cityos_acquisition.registry.records import DeviceRecord, GroupRecord, RegistryConflictError
 
 GroupKey = tuple[str, str, str, str]
 
 
 class RegistryStore(Protocol):
-    """Where groups and devices live. Every method is one transaction."""
+    """Where groups and devices live. Every method is one transaction; ``events`` are
+    written to the outbox in the transaction of the device change they describe."""
 
     def insert_groups(self, groups: Sequence[GroupRecord]) -> None: ...
 
@@ -26,11 +29,19 @@ class RegistryStore(Protocol):
 
     def groups_by_lorawan_application(self, application_id: str) -> list[GroupRecord]: ...
 
-    def insert_devices(self, devices: Sequence[DeviceRecord]) -> None: ...
+    def insert_devices(
+        self, devices: Sequence[DeviceRecord], events: Sequence[OutboxEvent] = ()
+    ) -> None: ...
 
-    def replace_device(self, device: DeviceRecord) -> None: ...
+    def replace_device(self, device: DeviceRecord, events: Sequence[OutboxEvent] = ()) -> None: ...
 
-    def delete_device(self, tenant: str, device_id: str) -> DeviceRecord | None: ...
+    def delete_device(
+        self, tenant: str, device_id: str, events: Sequence[OutboxEvent] = ()
+    ) -> DeviceRecord | None:
+        """Delete the device; ``events`` are written only if there was one to delete."""
+        ...
+
+    def relay_outbox(self, publish: Publish, limit: int = 500) -> int: ...
 
     def get_device(self, tenant: str, device_id: str) -> DeviceRecord | None: ...
 
@@ -59,7 +70,9 @@ class MemoryRegistryStore:
     def __init__(self) -> None:
         self._groups: dict[GroupKey, GroupRecord] = {}
         self._devices: dict[tuple[str, str], DeviceRecord] = {}
+        self._outbox: collections.deque[OutboxEvent] = collections.deque()
         self._lock = threading.Lock()
+        self._relay_lock = threading.Lock()
 
     def insert_groups(self, groups: Sequence[GroupRecord]) -> None:
         with self._lock:
@@ -98,7 +111,9 @@ class MemoryRegistryStore:
                 if group.lorawan_application == application_id
             ]
 
-    def insert_devices(self, devices: Sequence[DeviceRecord]) -> None:
+    def insert_devices(
+        self, devices: Sequence[DeviceRecord], events: Sequence[OutboxEvent] = ()
+    ) -> None:
         with self._lock:
             keys = [(device.tenant, device.device_id) for device in devices]
             taken = [key for key in keys if key in self._devices]
@@ -106,14 +121,35 @@ class MemoryRegistryStore:
                 raise RegistryConflictError(f"device {(taken or keys)[0][1]} exists already")
             for device in devices:
                 self._devices[(device.tenant, device.device_id)] = device
+            self._outbox.extend(events)
 
-    def replace_device(self, device: DeviceRecord) -> None:
+    def replace_device(self, device: DeviceRecord, events: Sequence[OutboxEvent] = ()) -> None:
         with self._lock:
             self._devices[(device.tenant, device.device_id)] = device
+            self._outbox.extend(events)
 
-    def delete_device(self, tenant: str, device_id: str) -> DeviceRecord | None:
+    def delete_device(
+        self, tenant: str, device_id: str, events: Sequence[OutboxEvent] = ()
+    ) -> DeviceRecord | None:
         with self._lock:
-            return self._devices.pop((tenant, device_id), None)
+            deleted = self._devices.pop((tenant, device_id), None)
+            if deleted is not None:
+                self._outbox.extend(events)
+            return deleted
+
+    def relay_outbox(self, publish: Publish, limit: int = 500) -> int:
+        with self._relay_lock:
+            with self._lock:
+                taken = [self._outbox.popleft() for _ in range(min(limit, len(self._outbox)))]
+            if not taken:
+                return 0
+            try:
+                publish([event.record() for event in taken])
+            except BaseException:
+                with self._lock:
+                    self._outbox.extendleft(reversed(taken))
+                raise
+            return len(taken)
 
     def get_device(self, tenant: str, device_id: str) -> DeviceRecord | None:
         with self._lock:

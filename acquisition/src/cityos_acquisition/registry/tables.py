@@ -41,6 +41,21 @@ devices = Table(
     Index("devices_lorawan", "lorawan_application", "device_id"),
 )
 
+#: Device events written with the registry change they describe, relayed after the commit
+#: (ADR 0028): ``id`` is the publication order, ``sent_at`` NULL until the bus confirmed.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant", String, nullable=False),
+    Column("topic", String, nullable=False),
+    Column("key", String, nullable=False),
+    Column("envelope", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+)
+
 #: Commands waiting for an HTTP (polling) device, kept across restarts (ADR 0027).
 pending_commands = Table(
     "pending_commands",
