@@ -12,15 +12,14 @@ Madrid). Then, from a single client, it measures one page (limit 20, ordered by 
     type=AirQualityObserved&q=NO2>60&georel=near;maxDistance==500
         &geometry=Point&coordinates=[<random point in the city>]
 
-(a) through the query package the facade uses: parse the parameters, build the statement,
-    execute, fetch (SQLAlchemy on psycopg2);
+(a) through the facade, as the API calls it: parse the parameters, then
+    ``KnowledgeService.query_entities`` (pooled connection, SQL compiled once per query
+    shape and run with its values bound, autocommit, serial plans set per connection);
 (b) the same query hand-written in SQL, with the same plan shape (geo candidates first),
     run with a psycopg2 cursor: the floor, without any Python query building;
 (c) as (a) with count=true (the total comes with the page: ``with_total``);
-(d) as (a) without ``prefer_serial_plans``: PostgreSQL may start parallel workers.
-
-(a), (c) and (d) open one transaction per query, as the facade does per request; (b) runs
-in autocommit with parallel workers off.
+(d) the query package without the statement cache: parse, build the SQLAlchemy statement,
+    execute it in a transaction (what the facade did before).
 
 Each round runs the four on the same random point, in a rotating order, so the database's
 caches favour none of them. With ``--proposed-index`` they are measured again after adding
@@ -35,6 +34,7 @@ import argparse
 import contextlib
 import gc
 import math
+import os
 import random
 import shutil
 import statistics
@@ -60,6 +60,7 @@ from cityos_knowledge.query import (
     prefer_serial_plans,
     select_entities,
 )
+from cityos_knowledge.service import KnowledgeService
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import attributes, entities
 
@@ -162,16 +163,38 @@ ORDER BY e.id LIMIT 20
 """
 
 
+def backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a local PostgreSQL backend has used; None if not local."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Measured:
+    """Latencies of one variant, its client CPU and the CPU of the backend serving it."""
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.latencies: list[float] = []
+        self.client_cpu = 0.0
+        self.server_cpu: float | None = 0.0
+        self.backend: int | None = None
         self.results = 0
 
     def run(self, call: Callable[[dict[str, str]], int], params: dict[str, str]) -> None:
+        server = backend_cpu(self.backend) if self.backend is not None else None
+        cpu = time.process_time()
         started = time.perf_counter()
         self.results += call(params)
         self.latencies.append(time.perf_counter() - started)
+        self.client_cpu += time.process_time() - cpu
+        after = backend_cpu(self.backend) if self.backend is not None else None
+        if server is None or after is None or self.server_cpu is None:
+            self.server_cpu = None
+        else:
+            self.server_cpu += after - server
 
     def report(self) -> str:
         ordered = sorted(self.latencies)
@@ -180,18 +203,25 @@ class Measured:
         def percentile(fraction: float) -> float:
             return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
 
+        count = len(ordered)
+        server = "n/a" if self.server_cpu is None else f"{self.server_cpu / count * 1000:.2f}"
         return (
-            f"{self.name:<44} {per_second:>8.0f} q/s   p50 {percentile(0.5):6.2f} ms   "
-            f"p95 {percentile(0.95):6.2f} ms   p99 {percentile(0.99):6.2f} ms   "
-            f"mean rows {self.results / len(ordered):5.1f}"
+            f"{self.name:<40} {per_second:>6.0f} q/s  p50 {percentile(0.5):6.2f} ms  "
+            f"p95 {percentile(0.95):6.2f} ms  p99 {percentile(0.99):6.2f} ms  "
+            f"CPU/query client {self.client_cpu / count * 1000:.2f} + server {server} ms  "
+            f"rows {self.results / count:4.1f}"
         )
 
 
-def measure(store: KnowledgeStore, schema: str, url: str, queries: int) -> None:
-    package = Measured("(a) query package (parse+build+execute)")
+def measure(url: str, schema: str, tenant: str, queries: int) -> None:
+    # Each variant on its own connection, so that its backend's CPU time is its own.
+    facade = Measured("(a) facade query_entities (parse+run)")
     raw = Measured("(b) hand-written SQL, psycopg2 cursor")
-    counted = Measured("(c) query package with count=true")
-    parallel = Measured("(d) as (a), parallel plans allowed")
+    counted = Measured("(c) facade with count=true")
+    uncached = Measured("(d) query package, built per query")
+    service = KnowledgeService.from_url(url, pool_size=1)
+    counting = KnowledgeService.from_url(url, pool_size=1)
+    store = KnowledgeStore.from_url(url, pool_size=1)
     raw_connection = psycopg2.connect(libpq_url(url))
     raw_connection.autocommit = True
     raw_sql = RAW_SQL.format(schema=f'"{schema}"')
@@ -199,11 +229,15 @@ def measure(store: KnowledgeStore, schema: str, url: str, queries: int) -> None:
         bound = bind_schema(connection, schema)
         cursor.execute("SET max_parallel_workers_per_gather = 0")
 
+        def through_facade(params: dict[str, str]) -> int:
+            chosen = counting if "count" in params else service
+            page = chosen.query_entities(tenant, parse_entity_query(params), expand=expand)
+            return len(page.entities)
+
         def through_package(params: dict[str, str]) -> int:
-            # One transaction per query, as the facade opens one per request.
+            # One transaction per query, as the facade opened one per request.
             with bound.begin():
-                if "serial" in params:
-                    prefer_serial_plans(bound)
+                prefer_serial_plans(bound)
                 query = parse_entity_query(params)
                 statement = select_entities(query, expand=expand, with_total=query.count)
                 rows = bound.execute(statement).all()
@@ -234,15 +268,24 @@ def measure(store: KnowledgeStore, schema: str, url: str, queries: int) -> None:
             return len(cursor.fetchall())
 
         rng = random.Random(7)
-        for warm in range(200):  # plans, caches and SQLAlchemy's statement cache
-            through_package({**parameters(rng, count=warm % 2 == 0), "serial": "yes"})
+        for _ in range(200):  # plans, caches, prepared statements, SQLAlchemy's caches
+            through_facade(parameters(rng))
+            through_facade(parameters(rng, count=True))
+            through_package(parameters(rng))
             hand_written(parameters(rng))
+        cursor.execute("SELECT pg_backend_pid()")
+        raw.backend = cursor.fetchone()[0]
+        uncached.backend = bound.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        bound.commit()
+        for measured, chosen in ((facade, service), (counted, counting)):
+            with chosen._store.engine.connect() as pooled:  # the pool's one connection
+                measured.backend = pooled.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
         rng = random.Random(11)
         variants: list[tuple[Measured, Callable[[dict[str, str]], int], dict[str, str]]] = [
-            (package, through_package, {"serial": "yes"}),
+            (facade, through_facade, {}),
             (raw, hand_written, {}),
-            (counted, through_package, {"count": "true", "serial": "yes"}),
-            (parallel, through_package, {}),
+            (counted, through_facade, {"count": "true"}),
+            (uncached, through_package, {}),
         ]
         for round_number in range(queries):
             params = parameters(rng)
@@ -252,10 +295,17 @@ def measure(store: KnowledgeStore, schema: str, url: str, queries: int) -> None:
             for measured, call, extra in variants[start:] + variants[:start]:
                 measured.run(call, {**params, **extra})
     raw_connection.close()
-    for measured in (package, raw, counted, parallel):
+    for closing in (service, counting):
+        closing.close()
+    store.close()
+    for measured in (facade, raw, counted, uncached):
         print(measured.report())
-    ratio = statistics.fmean(raw.latencies) / statistics.fmean(package.latencies)
-    print(f"query package throughput = {ratio:.0%} of the hand-written SQL")
+    ratio = statistics.fmean(raw.latencies) / statistics.fmean(facade.latencies)
+    print(f"facade throughput = {ratio:.0%} of the hand-written SQL; load average {_load()}")
+
+
+def _load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def add_proposed_index(store: KnowledgeStore, schema: str) -> None:
@@ -312,15 +362,15 @@ def main() -> None:
         # cache of 5,000-row inserts and their garbage (they slowed every query 2x).
         del loader
         gc.collect()
-        store = KnowledgeStore.from_url(url)
-        try:
-            measure(store, schema, url, args.queries)
-            if args.proposed_index:
+        measure(url, schema, args.tenant, args.queries)
+        if args.proposed_index:
+            store = KnowledgeStore.from_url(url)
+            try:
                 add_proposed_index(store, schema)
-                print("with the proposed GiST index on attributes (name, geometry):")
-                measure(store, schema, url, args.queries)
-        finally:
-            store.close()
+            finally:
+                store.close()
+            print("with the proposed GiST index on attributes (name, geometry):")
+            measure(url, schema, args.tenant, args.queries)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ from cityos_knowledge.query.authorization import (
     retrieve_visible,
     visible_groups,
 )
+from cityos_knowledge.query.shapes import StatementCache, run_query
 from cityos_knowledge.settings import KnowledgeSettings
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import entities
@@ -144,6 +145,8 @@ class KnowledgeService:
         self._store = store
         #: The data scope every call of this view applies (see :meth:`scoped`).
         self._scope: DataScope | None = None
+        #: Compiled context queries per query shape (shared by scoped views).
+        self._statements = StatementCache(store.engine.dialect)
 
     @classmethod
     def from_url(
@@ -573,13 +576,15 @@ class KnowledgeService:
         stored IRIs; the default keeps them as written. ``sys_attrs`` adds createdAt and
         modifiedAt to entities and attributes.
         """
+        access = self._access(scope)
+        restricted = access is not None and access.filters_reads
+        if not restricted:
+            return self._query_page(tenant, access, query, expand, sys_attrs)
         document = (
             document_column(self._projection(query, expand, sys_attrs))
             if sys_attrs
             else entity_document(query, expand=expand)
         )
-        access = self._access(scope)
-        restricted = access is not None and access.filters_reads
         if restricted:
             assert access is not None
             document = access.document(document)
@@ -603,6 +608,38 @@ class KnowledgeService:
                 # The page carries the total; an empty page (offset past the end) cannot.
                 total = int(rows[0][1]) if rows else int(connection.execute(counting).scalar_one())
         return EntityPage(found, total)
+
+    def _query_page(
+        self,
+        tenant: str | None,
+        access: DataAccess | None,
+        query: EntityQuery,
+        expand: Expander,
+        sys_attrs: bool,
+    ) -> EntityPage:
+        """An unrestricted Query Entities page: SQL compiled once per query shape, run in
+        autocommit (one statement, its own snapshot) with the connection's serial plans."""
+
+        def page(query: EntityQuery, expand: Expander) -> Any:
+            document = (
+                document_column(self._projection(query, expand, sys_attrs))
+                if sys_attrs
+                else entity_document(query, expand=expand)
+            )
+            return select_entities(query, expand=expand, columns=[document], with_total=query.count)
+
+        def counting(query: EntityQuery, expand: Expander) -> Any:
+            return count_entities(query, expand=expand)
+
+        with self._reading(tenant, access) as connection:
+            rows = run_query(connection, self._statements, ("page", sys_attrs), query, expand, page)
+            total = None
+            if query.count and rows:
+                total = int(rows[0][1])
+            elif query.count:  # an empty page (offset past the end) cannot carry the total
+                counted = run_query(connection, self._statements, "count", query, expand, counting)
+                total = int(counted[0][0])
+        return EntityPage([row[0] for row in rows], total)
 
     @staticmethod
     def _projection(query: EntityQuery, expand: Expander, sys_attrs: bool) -> Projection:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from cityos_knowledge.entities.repository import (
 )
 from cityos_knowledge.query.paging import count_entities, select_entities
 from cityos_knowledge.query.params import EntityQuery, parse_entity_query
+from cityos_knowledge.query.shapes import StatementCache, run_query
 from cityos_knowledge.store.database import bind_schema
 from cityos_knowledge.store.tables import entities
 
@@ -218,10 +219,25 @@ def seed(connection: Connection, schema: str) -> None:
 
 @dataclass
 class City:
-    """The seeded tenant and a way to ask it Query Entities questions."""
+    """The seeded tenant and a way to ask it Query Entities questions.
+
+    Every question is answered twice: by the statement the query package builds, and
+    through a checking :class:`StatementCache` (SQL compiled once per query shape, values
+    bound; ``check`` also rebuilds each cached statement and compares); both must agree.
+    """
 
     engine: Engine
     schema: str
+    cache: StatementCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cache = StatementCache(self.engine.dialect, check=True)
+
+    def _rows(self, connection: Connection, variant: str, query: EntityQuery, build: Any) -> Any:
+        cached = run_query(connection, self.cache, variant, query, expand, build)  # autocommit
+        built = connection.execute(build(query, expand)).all()
+        assert [tuple(row) for row in cached] == [tuple(row) for row in built]
+        return built
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -232,7 +248,7 @@ class City:
         """Ids of the matching entities, in result order (limit 1000 unless given)."""
         query = self._parse(parameters)
         with self.connect() as connection:
-            return list(connection.execute(select_entities(query, expand=expand)).scalars())
+            return [row.id for row in self._rows(connection, "page", query, _page)]
 
     def ids(self, **parameters: str) -> set[str]:
         return set(self.query(parameters))
@@ -240,15 +256,12 @@ class City:
     def count(self, **parameters: str) -> int:
         query = self._parse(parameters)
         with self.connect() as connection:
-            return int(connection.execute(count_entities(query, expand=expand)).scalar_one())
+            return int(self._rows(connection, "count", query, _count)[0][0])
 
     def documents(self, **parameters: str) -> dict[str, dict[str, Any]]:
         query = self._parse(parameters)
         with self.connect() as connection:
-            return {
-                row.id: row.entity
-                for row in connection.execute(select_entities(query, expand=expand))
-            }
+            return {row.id: row.entity for row in self._rows(connection, "page", query, _page)}
 
     def all_ids(self) -> set[str]:
         with self.connect() as connection:
@@ -259,3 +272,11 @@ class City:
         if isinstance(parameters, EntityQuery):
             return parameters
         return parse_entity_query({"limit": "1000", **parameters})
+
+
+def _page(query: EntityQuery, expand: Any) -> Any:
+    return select_entities(query, expand=expand)
+
+
+def _count(query: EntityQuery, expand: Any) -> Any:
+    return count_entities(query, expand=expand)

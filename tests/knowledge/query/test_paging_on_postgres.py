@@ -11,6 +11,7 @@ from cityos_knowledge.query import (
     prefer_serial_plans,
     select_entities,
 )
+from cityos_knowledge.store.database import KnowledgeStore
 from cityos_knowledge.store.tables import attributes, entities
 from tests.knowledge.query.city import (
     AIR_BARCELONA,
@@ -120,12 +121,27 @@ def test_the_filter_keeps_its_meaning_in_a_statement_that_reads_attributes(city:
     assert [(row.entity_id, row.name) for row in rows] == [(AIR_SOL, VOCAB + "reliable")]
 
 
-def test_serial_plans_last_for_the_transaction_only(city: City) -> None:
+def test_store_connections_plan_serially(city: City) -> None:
+    show = text("SHOW max_parallel_workers_per_gather")
+    store = KnowledgeStore.from_url(city.engine.url.render_as_string(hide_password=False))
+    try:
+        with store.engine.connect() as connection:
+            assert connection.execute(show).scalar_one() == "0"
+            connection.commit()
+            with connection.begin():
+                connection.execute(text("SET LOCAL max_parallel_workers_per_gather TO DEFAULT"))
+                assert connection.execute(show).scalar_one() != "0"
+            assert connection.execute(show).scalar_one() == "0"
+    finally:
+        store.close()
+
+
+def test_prefer_serial_plans_lasts_for_the_transaction_only(city: City) -> None:
     show = text("SHOW max_parallel_workers_per_gather")
     with city.engine.connect() as connection:
-        default = connection.execute(show).scalar_one()
+        connection.exec_driver_sql("SET max_parallel_workers_per_gather = 2")
         connection.commit()
         with connection.begin():
             prefer_serial_plans(connection)
             assert connection.execute(show).scalar_one() == "0"
-        assert connection.execute(show).scalar_one() == default != "0"
+        assert connection.execute(show).scalar_one() == "2"

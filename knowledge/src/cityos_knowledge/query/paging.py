@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Float, Select, Text, any_, case, func, literal, select
+from sqlalchemy import Float, Integer, Select, Text, any_, case, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
 from cityos_knowledge.query.params import EntityQuery
 from cityos_knowledge.query.selection import build_entity_filter, unexpanded
 from cityos_knowledge.query.selectors import OrderTerm
+from cityos_knowledge.query.shapes import bound
 from cityos_knowledge.query.targets import Expander, resolve
 from cityos_knowledge.store.tables import DEFAULT_DATASET, attributes, entities
 
@@ -61,8 +62,8 @@ def select_entities(
         select(*selected)
         .where(build_entity_filter(query, expand=expand))
         .order_by(*entity_ordering(query, expand=expand))
-        .limit(query.limit)
-        .offset(query.offset)
+        .limit(bound(query, int, Integer(), field="limit"))
+        .offset(bound(query, int, Integer(), field="offset"))
     )
 
 
@@ -95,8 +96,8 @@ def _order_items(term: OrderTerm, query: EntityQuery, expand: Expander) -> list[
                 func.geography(
                     func.ST_SetSRID(
                         func.ST_MakePoint(
-                            literal(query.order_from[0], Float()),
-                            literal(query.order_from[1], Float()),
+                            bound(query, _longitude, Float(), field="order_from"),
+                            bound(query, _latitude, Float(), field="order_from"),
                         ),
                         4326,
                     )
@@ -120,6 +121,14 @@ def _order_items(term: OrderTerm, query: EntityQuery, expand: Expander) -> list[
     if descending:
         return [rank, number.desc(), text.desc()]
     return [rank, number.asc(), text.asc()]
+
+
+def _longitude(point: tuple[float, float]) -> float:
+    return point[0]
+
+
+def _latitude(point: tuple[float, float]) -> float:
+    return point[1]
 
 
 def _first(path: Any, expand: Expander, value: Any) -> ColumnElement[Any]:

@@ -22,6 +22,7 @@ from cityos_knowledge.query.geo import GeoQuery, GeoRelation
 from cityos_knowledge.query.nodes import And, Or
 from cityos_knowledge.query.params import EntityQuery
 from cityos_knowledge.query.selectors import EntityType, ScopePattern, ScopeSelection, TypeSelection
+from cityos_knowledge.query.shapes import bound
 from cityos_knowledge.query.targets import Expander, attribute_exists
 from cityos_knowledge.query.translate import Condition, q_condition
 from cityos_knowledge.store.tables import LIVE_ENTITY, attributes, entities
@@ -50,9 +51,9 @@ def build_entity_filter(query: EntityQuery, *, expand: Expander = unexpanded) ->
     """The clause selecting the live entities ``query`` matches (bound parameters only)."""
     clauses: list[Condition] = [LIVE_ENTITY]
     if query.ids:
-        clauses.append(entities.c.id == any_(_text_array(list(query.ids))))
+        clauses.append(entities.c.id == any_(bound(query, list, ARRAY(Text), field="ids")))
     if query.id_pattern is not None:
-        clauses.append(entities.c.id.bool_op("~")(literal(query.id_pattern, Text)))
+        clauses.append(entities.c.id.bool_op("~")(bound(query, str, Text(), field="id_pattern")))
     if query.types is not None:
         clauses.append(type_condition(query.types, expand))
     if query.scope_q is not None:
@@ -113,15 +114,14 @@ def _scope_regex(pattern: ScopePattern) -> str:
 def geo_condition(query: GeoQuery, expand: Expander) -> Condition:
     """The entity has its ``geoproperty`` in ``relation`` with the reference geometry."""
     target = attributes.c.geometry
-    reference = func.ST_SetSRID(func.ST_GeomFromGeoJSON(literal(query.geojson(), Text)), 4326)
+    geojson = bound(query, GeoQuery.geojson, Text())
+    reference = func.ST_SetSRID(func.ST_GeomFromGeoJSON(geojson), 4326)
     if query.relation is GeoRelation.NEAR:
-        distance = query.max_distance if query.max_distance is not None else query.min_distance
-        assert distance is not None  # the parser requires exactly one
         within = func.ST_DWithin(
-            func.geography(target), func.geography(reference), literal(distance, Float())
+            func.geography(target), func.geography(reference), bound(query, _distance, Float())
         )
         if query.max_distance is not None:
-            relation: Condition = and_(target.bool_op("&&")(_search_box(query, distance)), within)
+            relation: Condition = and_(target.bool_op("&&")(_search_box(query)), within)
         else:
             relation = not_(within)
     else:
@@ -140,13 +140,43 @@ def geo_condition(query: GeoQuery, expand: Expander) -> Condition:
     return entities.c.id == any_(func.array(candidates))
 
 
-def _search_box(query: GeoQuery, distance: float) -> ColumnElement[Any]:
-    """A longitude/latitude box holding every point within ``distance`` metres of the reference.
+def _distance(query: GeoQuery) -> float:
+    distance = query.max_distance if query.max_distance is not None else query.min_distance
+    assert distance is not None  # the parser requires exactly one
+    return distance
+
+
+def _search_box(query: GeoQuery) -> ColumnElement[Any]:
+    """``ST_MakeEnvelope`` of :func:`search_box` (each edge a parameter derived from the query)."""
+    return func.ST_MakeEnvelope(
+        *(bound(query, edge, Float()) for edge in (_west, _south, _east, _north)), 4326
+    )
+
+
+def _west(query: GeoQuery) -> float:
+    return search_box(query)[0]
+
+
+def _south(query: GeoQuery) -> float:
+    return search_box(query)[1]
+
+
+def _east(query: GeoQuery) -> float:
+    return search_box(query)[2]
+
+
+def _north(query: GeoQuery) -> float:
+    return search_box(query)[3]
+
+
+def search_box(query: GeoQuery) -> tuple[float, float, float, float]:
+    """West, south, east, north of a box holding every point within the maximum distance.
 
     A degree of latitude is at least 110.57 km and a degree of longitude at latitude φ at
-    least 111.3·cos φ km, so widening by ``distance`` over these (rounded down) never
+    least 111.3·cos φ km, so widening by the distance over these (rounded down) never
     loses a candidate; near a pole or across the antimeridian the box spans all longitudes.
     """
+    distance = _distance(query)
     positions = query.positions()
     longitudes = [lon for lon, _ in positions]
     latitudes = [lat for _, lat in positions]
@@ -159,13 +189,7 @@ def _search_box(query: GeoQuery, distance: float) -> ColumnElement[Any]:
         lon_margin = distance / (_METRES_PER_DEGREE * math.cos(math.radians(extreme)))
         if min(longitudes) - lon_margin >= -180 and max(longitudes) + lon_margin <= 180:
             west, east = min(longitudes) - lon_margin, max(longitudes) + lon_margin
-    return func.ST_MakeEnvelope(
-        literal(west, Float()),
-        literal(south, Float()),
-        literal(east, Float()),
-        literal(north, Float()),
-        4326,
-    )
+    return west, south, east, north
 
 
 def _text_array(values: list[str]) -> ColumnElement[Any]:

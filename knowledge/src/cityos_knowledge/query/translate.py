@@ -45,6 +45,7 @@ from cityos_knowledge.query.nodes import (
     ValueList,
 )
 from cityos_knowledge.query.q_parser import ENTITY_TIMESTAMPS
+from cityos_knowledge.query.shapes import bound
 from cityos_knowledge.query.targets import Expander, Target, attribute_exists, json_text, resolve
 from cityos_knowledge.store.tables import entities
 
@@ -100,7 +101,7 @@ def compare(
 ) -> Condition:
     """``target operator value`` on one attribute row (the target is known to exist)."""
     if isinstance(value, Pattern):
-        matched = _matches(target, value.regex)
+        matched = _matches(target, value)
         return matched if operator is Operator.MATCHES else not_(func.coalesce(matched, false()))
     if operator is Operator.EQUAL:
         return _equal(target, value)
@@ -122,21 +123,20 @@ def _equal(target: Target, value: Scalar | Range | ValueList) -> Condition:
     if target.any_language:
         return _any_member(target, lambda text: text == _bound(value))
     if isinstance(value, Boolean):
-        same = target.json == literal(value.value, JSONB) if target.json is not None else false()
+        same = target.json == bound(value, _value, JSONB) if target.json is not None else false()
     else:
         same = _typed(target, value) == _bound(value)
     alternatives = [same]
-    json_value = _json_scalar(value)
-    if target.json is not None and json_value is not None:
+    if target.json is not None and _json_scalar(value) is not None:
         alternatives.append(
             and_(
                 func.jsonb_typeof(target.json) == "array",
-                target.json.bool_op("@>")(literal([json_value], JSONB)),
+                target.json.bool_op("@>")(bound(value, _json_array, JSONB)),
             )
         )
     if target.language_map is not None and isinstance(value, Text):
         alternatives.append(
-            and_(target.language_map, _any_member(target, lambda text: text == value.value))
+            and_(target.language_map, _any_member(target, lambda text: text == _bound(value)))
         )
     return or_(*alternatives)
 
@@ -156,8 +156,8 @@ _ORDERING: dict[Operator, Callable[[Any, Any], Condition]] = {
 }
 
 
-def _matches(target: Target, regex: str) -> Condition:
-    pattern = literal(regex, String)
+def _matches(target: Target, regex: Pattern) -> Condition:
+    pattern = bound(regex, _regex, String())
     if target.any_language:
         return _any_member(target, lambda text: text.bool_op("~")(pattern))
     matched = target.as_text().bool_op("~")(pattern)
@@ -191,21 +191,40 @@ def _typed(target: Target, value: Scalar) -> ColumnElement[Any]:
 
 
 def _bound(value: Scalar) -> ColumnElement[Any]:
-    """``value`` as a typed bound parameter."""
+    """``value`` as a typed bound parameter (its value read through ``shapes.bound``)."""
     match value:
-        case Number(number):
-            return literal(float(number))
-        case Text(text) | Uri(text):
-            return literal(text, String)
-        case DateTime(instant):
-            return literal(instant)
-        case Date(day):
-            return literal(day)
-        case Time(moment):
-            return literal(moment.replace(tzinfo=None))
-        case Boolean(flag):
-            return literal(flag)
+        case Number():
+            return bound(value, _float)
+        case Text() | Uri():
+            return bound(value, _value, String())
+        case DateTime() | Date() | Boolean():
+            return bound(value, _value)
+        case Time():
+            return bound(value, _naive_time)
     raise AssertionError(value)
+
+
+# How parameters derive from value nodes: functions of the node alone (see ``shapes``).
+
+
+def _value(node: Any) -> Any:
+    return node.value
+
+
+def _float(node: Number) -> float:
+    return float(node.value)
+
+
+def _naive_time(node: Time) -> Any:
+    return node.value.replace(tzinfo=None)
+
+
+def _regex(node: Pattern) -> str:
+    return node.regex
+
+
+def _json_array(node: Scalar) -> list[Any]:
+    return [_json_scalar(node)]
 
 
 def _json_scalar(value: Scalar) -> Any:

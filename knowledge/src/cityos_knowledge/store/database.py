@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 
 from cityos_kernel.database import sqlalchemy_url
 from cityos_kernel.layer import MigrationSpec
@@ -15,6 +16,25 @@ from cityos_knowledge.store.tenants import TenantRegistry
 
 #: The knowledge layer's Alembic history, applied by ``cityos db upgrade``.
 MIGRATIONS = MigrationSpec("knowledge", Path(__file__).parent / "migrations")
+
+
+#: Set on every connection of the store's pool when it is opened (once, not per request).
+#: Context queries read a few hundred rows through indexes; PostgreSQL nevertheless plans
+#: many of them with parallel workers, whose start-up costs ten times the query (ADR 0017).
+#: The statements that do gain from workers (temporal aggregations) opt in per transaction.
+SESSION_SETTINGS = ("SET max_parallel_workers_per_gather = 0",)
+
+
+def apply_session_settings(dbapi_connection: Any, _record: Any = None) -> None:
+    """Apply :data:`SESSION_SETTINGS` on a new DBAPI connection (a pool ``connect`` event)."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            for statement in SESSION_SETTINGS:
+                cursor.execute(statement)
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def bind_schema(connection: Connection, schema: str) -> Connection:
@@ -31,6 +51,8 @@ class KnowledgeStore:
         settings: KnowledgeSettings | None = None,
     ) -> None:
         self.engine = engine
+        if not event.contains(engine, "connect", apply_session_settings):
+            event.listen(engine, "connect", apply_session_settings)
         self.settings = settings or KnowledgeSettings()
         self._layout: HistoryLayout | None = None
         self._partitions: Partitions | None = None

@@ -125,6 +125,9 @@ def aggregated_values(
     # Enough memory to hash the groups: sorting ~1M rows by their long text keys instead
     # took three times as long (measured, docs/performance.md). Local to the transaction.
     connection.execute(text("SET LOCAL work_mem = '64MB'"))
+    # The store's connections plan serially (short context queries); these scans of up to
+    # millions of rows are what parallel workers are for.
+    connection.execute(text("SET LOCAL max_parallel_workers_per_gather TO DEFAULT"))
     per_key: dict[AttributeKey, dict[str, Any]] = {}
     for row in connection.execute(statement):
         key = (row.entity_id, row.name, row.dataset_id)

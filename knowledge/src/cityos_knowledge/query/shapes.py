@@ -1,0 +1,360 @@
+"""Context queries compiled once per query *shape*, then run with only their values bound.
+
+Building a SQLAlchemy statement for a parsed query and compiling it cost more Python time
+than PostgreSQL needs to run it (``docs/performance.md``). Queries that differ only in their
+values — the number in ``NO2>60``, the point of a geo-query, ``limit`` — give the same SQL
+text with other parameters. :class:`StatementCache` splits a parsed :class:`EntityQuery`
+into its *shape* (structure, names, operators, value types: everything but the values) and
+its *leaves* (the values), builds and compiles the statement once per shape, and afterwards
+only computes the parameters of each query.
+
+The builder and the split agree by construction, not through a second hand-written walk:
+
+- the split is generic: every field of the query's frozen dataclasses is walked; a leaf is
+  a value node (:data:`LEAF_TYPES`) or one of the query's value fields
+  (:data:`VALUE_FIELDS`); everything else is part of the shape;
+- the builder reads a leaf's value only through :func:`bound`, which, while a shape is
+  being compiled, names the parameter after the leaf's position in the split and records
+  how the parameter derives from the leaf (a pure function of the leaf); later queries of
+  the shape replay those derivations on their own leaves;
+- the ``expand`` calls the builder makes are recorded with the compiled shape, and reused
+  only for a caller whose ``expand`` gives the same IRIs (another ``@context`` may not).
+
+A builder that read a leaf's value directly, not through :func:`bound`, would bake the first
+query's value into the shape's SQL: ``StatementCache(check=True)`` (used by the tests) also
+builds every cached query from scratch and raises on any difference in SQL or parameters.
+Statements whose SQL depends on values in ways the split cannot see (SQLAlchemy's
+"expanding" ``IN`` lists) are not cached: they are built every time.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, fields, is_dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, bindparam, literal
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
+
+from cityos_knowledge.query.geo import GeoQuery
+from cityos_knowledge.query.nodes import Boolean, Date, DateTime, Number, Pattern, Text, Time, Uri
+from cityos_knowledge.query.params import EntityQuery
+from cityos_knowledge.query.targets import Expander
+
+#: Value nodes of a query tree: their values are parameters, their types part of the shape.
+LEAF_TYPES: tuple[type, ...] = (Number, Text, Boolean, DateTime, Date, Time, Uri, Pattern, GeoQuery)
+#: Fields of :class:`EntityQuery` holding values (whether they are set is part of the shape).
+VALUE_FIELDS = frozenset({"ids", "id_pattern", "limit", "offset", "order_from"})
+
+_PLAIN = (str, int, float, bool, Decimal, datetime, date, time, enum.Enum)
+_PARAMETER = re.compile(r"%\((\w+)\)s")
+
+Builder = Callable[[EntityQuery, Expander], ClauseElement]
+
+
+class _UnshapeableError(Exception):
+    """The query cannot be split (a value node shared between two places, an odd value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    shape: Hashable
+    leaves: tuple[Any, ...]
+    positions: dict[tuple[int, str | None], int]
+
+
+def _leaf_shape(node: Any) -> Hashable:
+    if isinstance(node, GeoQuery):
+        return (
+            node.relation,
+            node.geometry,
+            node.geoproperty,
+            node.max_distance is None,
+            node.min_distance is None,
+        )
+    return None
+
+
+def _split(query: EntityQuery) -> _Split:
+    leaves: list[Any] = []
+    positions: dict[tuple[int, str | None], int] = {}
+
+    def add(owner: Any, field: str | None, value: Any) -> None:
+        key = (id(owner), field)
+        if key in positions:
+            raise _UnshapeableError
+        positions[key] = len(leaves)
+        leaves.append(value)
+
+    def walk(node: Any) -> Hashable:
+        if isinstance(node, LEAF_TYPES):
+            add(node, None, node)
+            return (type(node).__name__, _leaf_shape(node))
+        if is_dataclass(node) and not isinstance(node, type):
+            return (type(node).__name__, *(walk(getattr(node, f.name)) for f in fields(node)))
+        if isinstance(node, tuple | list):
+            return tuple(walk(item) for item in node)
+        if node is None or isinstance(node, _PLAIN):
+            return node
+        raise _UnshapeableError
+
+    shape: list[Hashable] = []
+    for field in fields(query):
+        value = getattr(query, field.name)
+        if field.name in VALUE_FIELDS:
+            add(query, field.name, value)
+            shape.append(bool(value) if field.name == "ids" else value is None)
+        else:
+            shape.append(walk(value))
+    return _Split(tuple(shape), tuple(leaves), positions)
+
+
+class _Recorder:
+    """What one shape's build bound, and the names it expanded."""
+
+    def __init__(self, split: _Split, expand: Expander) -> None:
+        self.split = split
+        self.derivations: dict[str, tuple[int, Callable[[Any], Any]]] = {}
+        self.expansions: dict[str, str] = {}
+        self._expand = expand
+
+    def expand(self, term: str) -> str:
+        iri = self._expand(term)
+        self.expansions[term] = iri
+        return iri
+
+    def bind(
+        self, leaf: Any, field: str | None, value: Any, derive: Callable[[Any], Any], type_: Any
+    ) -> BindParameter[Any]:
+        position = self.split.positions.get((id(leaf), field))
+        if position is None:  # not a leaf: the value is part of the shape, a constant
+            return literal(derive(value), type_)
+        name = f"v{position}_{len(self.derivations)}"
+        self.derivations[name] = (position, derive)
+        return bindparam(name, derive(value), type_=type_)
+
+
+_recording: ContextVar[_Recorder | None] = ContextVar("cityos_query_shape", default=None)
+
+
+def bound(
+    leaf: Any, derive: Callable[[Any], Any], type_: Any = None, *, field: str | None = None
+) -> BindParameter[Any]:
+    """A bound parameter for a query value: ``derive(leaf)`` (or of ``leaf.<field>``).
+
+    The builder must read every value of a query (the :data:`LEAF_TYPES` nodes and the
+    :data:`VALUE_FIELDS` of :class:`EntityQuery`) through this function, with ``derive`` a
+    pure function of the value alone (no closure over the query or ``expand``).
+    """
+    value = leaf if field is None else getattr(leaf, field)
+    recorder = _recording.get()
+    if recorder is None:
+        return literal(derive(value), type_)
+    return recorder.bind(leaf, field, value, derive, type_)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    constants: dict[str, Any]
+    derivations: tuple[tuple[str, int, Callable[[Any], Any], Callable[[Any], Any] | None], ...]
+    expansions: tuple[tuple[str, str], ...]
+
+    def fits(self, expand: Expander) -> bool:
+        return all(expand(term) == iri for term, iri in self.expansions)
+
+    def parameters(self, leaves: Sequence[Any]) -> dict[str, Any]:
+        values = dict(self.constants)
+        for name, position, derive, process in self.derivations:
+            value = derive(leaves[position])
+            values[name] = process(value) if process is not None else value
+        return values
+
+
+class StatementCache:
+    """Compiled SQL of context queries per (variant, tenant schema, shape); thread-safe.
+
+    ``variant`` names what the builder makes beyond the query (the page with or without
+    system attributes, the count…): the caller keeps it in step with its builder.
+    """
+
+    def __init__(self, dialect: Dialect, *, size: int = 512, check: bool = False) -> None:
+        self._dialect = dialect
+        self._size = size
+        self.check = check
+        self._entries: OrderedDict[Hashable, list[_Compiled] | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def sql(
+        self,
+        variant: Hashable,
+        schema: str,
+        query: EntityQuery,
+        expand: Expander,
+        build: Builder,
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The SQL text and parameters of ``build(query, expand)``; None when not cacheable.
+
+        ``build`` must use the query and the ``expand`` it is given (the latter is recorded).
+        """
+        try:
+            split = _split(query)
+        except _UnshapeableError:
+            return None
+        key = (variant, schema, split.shape)
+        with self._lock:
+            known = self._entries.get(key, [])
+            if key in self._entries:
+                self._entries.move_to_end(key)
+        if known is None:
+            return None
+        for compiled in known:
+            if compiled.fits(expand):
+                found = compiled.sql, compiled.parameters(split.leaves)
+                if self.check:
+                    self._verify(found, schema, query, expand, build)
+                return found
+        compiled_now = self._compile(split, schema, query, expand, build)
+        with self._lock:
+            if compiled_now is None:
+                self._entries[key] = None
+            else:
+                self._entries[key] = [*(self._entries.get(key) or []), compiled_now][-4:]
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        if compiled_now is None:
+            return None
+        return compiled_now.sql, compiled_now.parameters(split.leaves)
+
+    def _compile(
+        self, split: _Split, schema: str, query: EntityQuery, expand: Expander, build: Builder
+    ) -> _Compiled | None:
+        recorder = _Recorder(split, expand)
+        token = _recording.set(recorder)
+        try:
+            statement = build(query, recorder.expand)
+        finally:
+            _recording.reset(token)
+        compiled = self._render(statement, schema)
+        if compiled is None:
+            return None
+        sql, binds = compiled
+        constants: dict[str, Any] = {}
+        derivations = []
+        for name, (value, process) in binds.items():
+            if name in recorder.derivations:
+                position, derive = recorder.derivations[name]
+                derivations.append((name, position, derive, process))
+            else:
+                constants[name] = process(value) if process is not None else value
+        return _Compiled(sql, constants, tuple(derivations), tuple(recorder.expansions.items()))
+
+    def _render(
+        self, statement: ClauseElement, schema: str
+    ) -> tuple[str, dict[str, tuple[Any, Callable[[Any], Any] | None]]] | None:
+        compiled = statement.compile(
+            dialect=self._dialect,
+            schema_translate_map={None: schema},
+            render_schema_translate=True,
+        )
+        assert isinstance(compiled, SQLCompiler)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            return None
+        values = compiled.construct_params()
+        assert values is not None
+        binds: dict[str, tuple[Any, Callable[[Any], Any] | None]] = {}
+        for parameter, name in compiled.bind_names.items():
+            process = parameter.type.dialect_impl(self._dialect).bind_processor(self._dialect)
+            binds[name] = (values[name], process)
+        return compiled.string, binds
+
+    def _verify(
+        self,
+        found: tuple[str, dict[str, Any]],
+        schema: str,
+        query: EntityQuery,
+        expand: Expander,
+        build: Builder,
+    ) -> None:
+        fresh = self._render(build(query, expand), schema)
+        assert fresh is not None
+        sql, binds = fresh
+        values = {
+            name: process(value) if process is not None else value
+            for name, (value, process) in binds.items()
+        }
+        cached_sql, cached_values = found
+        same_text = _PARAMETER.sub("?", sql) == _PARAMETER.sub("?", cached_sql)
+        fresh_values = [values[name] for name in _PARAMETER.findall(sql)]
+        cached = [cached_values[name] for name in _PARAMETER.findall(cached_sql)]
+        if not same_text or fresh_values != cached:
+            raise AssertionError(
+                f"statement cache disagrees with the builder for {query!r}:\n"
+                f"cached {cached_sql} {cached}\nbuilt  {sql} {fresh_values}"
+            )
+
+
+def run_query(
+    connection: Connection,
+    cache: StatementCache,
+    variant: Hashable,
+    query: EntityQuery,
+    expand: Expander,
+    build: Builder,
+) -> Sequence[Any]:
+    """The rows of ``build(query, expand)`` on ``connection`` (a tenant-bound connection).
+
+    A cacheable statement runs as compiled SQL on the DBAPI cursor: in the connection's
+    transaction when it has begun one, else in autocommit (one statement, its own snapshot,
+    no BEGIN and COMMIT round trips). Others run through SQLAlchemy as usual.
+    """
+    schema = connection.get_execution_options()["schema_translate_map"][None]
+    found = cache.sql(variant, schema, query, expand, build)
+    if found is None:
+        statement: Any = build(query, expand)
+        return connection.execute(statement).all()
+    return _fetch_all(connection, *found)
+
+
+def _fetch_all(connection: Connection, sql: str, parameters: dict[str, Any]) -> list[Any]:
+    dialect = connection.dialect
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    alone = not connection.in_transaction()
+    if alone:
+        # psycopg2 switches autocommit without a round trip while the session keeps its
+        # default isolation level (SQLAlchemy's isolation_level option would send two).
+        dbapi_connection.autocommit = True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return list(cursor.fetchall())
+    except dialect.loaded_dbapi.Error as error:
+        # Wrapped as SQLAlchemy would (callers handle sqlalchemy.exc.DataError…), and a
+        # lost connection is not given back to the pool.
+        disconnected = dialect.is_disconnect(error, dbapi_connection, None)
+        if disconnected:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            sql,
+            parameters,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=disconnected,
+            dialect=dialect,
+        ) from error
+    finally:
+        if alone and not connection.invalidated:
+            dbapi_connection.autocommit = False

@@ -1,0 +1,108 @@
+"""Statements compiled once per query shape: same answers as building each query anew."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import literal, select
+
+from cityos_knowledge.query import parse_entity_query
+from cityos_knowledge.query.paging import count_entities, select_entities
+from cityos_knowledge.query.params import EntityQuery
+from cityos_knowledge.query.shapes import StatementCache, run_query
+from cityos_knowledge.query.targets import Expander
+from cityos_knowledge.store.tables import entities
+from tests.knowledge.query.city import (
+    AIR_BARCELONA,
+    AIR_ESPANA,
+    AIR_SOL,
+    LIGHT_SOL,
+    SPOT_SOL,
+    VOCAB,
+    City,
+    expand,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+def _page(query: EntityQuery, expand: Expander) -> Any:
+    return select_entities(query, expand=expand, columns=[entities.c.id])
+
+
+def _ids(
+    city: City, cache: StatementCache, parameters: dict[str, str], how: Expander = expand
+) -> Any:
+    query = parse_entity_query({"limit": "100", **parameters})
+    with city.connect() as connection:
+        return [row[0] for row in run_query(connection, cache, "ids", query, how, _page)]
+
+
+def test_queries_of_one_shape_share_one_statement_and_keep_their_values(city: City) -> None:
+    cache = StatementCache(city.engine.dialect, check=True)
+    air = {"type": "AirQualityObserved"}
+    assert _ids(city, cache, {**air, "q": "NO2>40"}) == [AIR_BARCELONA, AIR_SOL]
+    assert _ids(city, cache, {**air, "q": "NO2>50"}) == [AIR_BARCELONA]
+    assert _ids(city, cache, {**air, "q": "NO2>50", "limit": "0", "count": "true"}) == []
+    assert len(cache) == 2  # limit is a value, count=true another shape
+    near = {"georel": "near;maxDistance==100", "geometry": "Point"}
+    assert _ids(city, cache, {**near, "coordinates": "[-3.7038,40.4168]"}) == [
+        AIR_SOL,
+        SPOT_SOL,
+        LIGHT_SOL,
+    ]
+    assert _ids(city, cache, {**near, "coordinates": "[2.1744,41.4036]"}) == [AIR_BARCELONA]
+    ranges = [_ids(city, cache, {"q": f"NO2=={low}..{high}"}) for low, high in ((30, 40), (45, 53))]
+    assert ranges == [[AIR_BARCELONA, AIR_ESPANA], [AIR_BARCELONA, AIR_SOL]]
+    assert len(cache) == 4
+
+
+def test_another_context_gets_its_own_statement(city: City) -> None:
+    cache = StatementCache(city.engine.dialect, check=True)
+
+    def other_context(term: str) -> str:  # "pollution" means NO2 in this one
+        return VOCAB + ("NO2" if term == "pollution" else term)
+
+    assert _ids(city, cache, {"q": "pollution>40"}) == []
+    assert _ids(city, cache, {"q": "pollution>40"}, other_context) == [AIR_BARCELONA, AIR_SOL]
+    assert _ids(city, cache, {"q": "pollution>50"}) == []
+
+
+def test_a_builder_reading_a_value_directly_is_caught_by_the_check(city: City) -> None:
+    cache = StatementCache(city.engine.dialect, check=True)
+
+    def careless(query: EntityQuery, expand: Expander) -> Any:
+        return select(entities.c.id).where(entities.c.id > "").limit(literal(query.limit))
+
+    with city.connect() as connection:
+        for limit in ("1", "2"):
+            query = parse_entity_query({"type": "Park", "limit": limit})
+            if limit == "1":
+                run_query(connection, cache, "careless", query, expand, careless)
+                continue
+            with pytest.raises(AssertionError, match="disagrees with the builder"):
+                run_query(connection, cache, "careless", query, expand, careless)
+
+
+def test_statements_whose_text_depends_on_values_are_built_each_time(city: City) -> None:
+    cache = StatementCache(city.engine.dialect, check=True)
+
+    def expanding(query: EntityQuery, expand: Expander) -> Any:
+        return select(entities.c.id).where(entities.c.id.in_(list(query.ids))).order_by("id")
+
+    with city.connect() as connection:
+        for ids in ((AIR_SOL,), (AIR_SOL, SPOT_SOL)):
+            query = EntityQuery(ids=ids)
+            rows = run_query(connection, cache, "in", query, expand, expanding)
+            assert [row[0] for row in rows] == sorted(ids)
+    assert cache.sql("in", city.schema, EntityQuery(ids=(AIR_SOL,)), expand, expanding) is None
+
+
+def test_the_count_has_its_own_shape(city: City) -> None:
+    cache = StatementCache(city.engine.dialect, check=True)
+    with city.connect() as connection:
+        for q, expected in (("NO2>40", 2), ("NO2>10", 3)):
+            query = parse_entity_query({"q": q})
+            build = lambda query, expand: count_entities(query, expand=expand)  # noqa: E731
+            assert run_query(connection, cache, "count", query, expand, build)[0][0] == expected
