@@ -252,6 +252,14 @@ def test_attributes_instances_and_entities_are_changed_and_deleted(
         ("/temporal/entities", {"type": "X", "csf": "(("}, 400, "BadRequestData"),
         ("/temporal/entities/urn:ngsi-ld:X:1", {"lastN": "0"}, 400, "BadRequestData"),
         (
+            "/temporal/entities/urn:ngsi-ld:Nothing:1",
+            {"pick": "owner{name}"},
+            400,
+            "BadRequestData",
+        ),
+        ("/temporal/entities", {"type": "X", "attrs": "owner{name}"}, 400, "BadRequestData"),
+        ("/temporal/entities", {"attrs": "createdAt"}, 400, "BadRequestData"),
+        (
             "/temporal/entities/urn:ngsi-ld:X:1",
             {"timerel": "after", "timeAt": "2020-08-01"},
             400,

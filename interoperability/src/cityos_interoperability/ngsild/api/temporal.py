@@ -97,6 +97,8 @@ _FORMATS: dict[str, TemporalFormat] = {
 _AGGREGATION = ("aggrMethods", "aggrPeriodDuration")
 #: Query parameters of which a Query Temporal Evolution needs at least one (5.7.4).
 _SELECTING = ("type", "attrs", "q", "georel", "scopeQ")
+#: System members: naming only these in ``attrs`` selects nothing (5.7.4.4).
+_SYSTEM_MEMBERS = frozenset({"createdAt", "modifiedAt", "deletedAt", "observedAt", "instanceId"})
 
 TimerelParam = Annotated[str | None, Query(description="before | after | between")]
 InstantParam = Annotated[str | None, Query(description="ISO 8601 date-time")]
@@ -151,7 +153,14 @@ def temporal_query(parameters: Mapping[str, str], fmt: TemporalFormat) -> Tempor
 
 
 def check_projection(parameters: Mapping[str, str]) -> None:
-    """pick/omit/attrs combinations 5.7.3.4 rejects, csf and orderBy (400 BadRequestData)."""
+    """pick/omit/attrs combinations 5.7.3.4 rejects, csf and orderBy (400 BadRequestData).
+
+    Linked Entity projection (``owner{name}``, 4.21) is refused: the temporal API has no
+    ``join`` to resolve it.
+    """
+    for member in ("pick", "omit", "attrs"):
+        if "{" in (parameters.get(member) or "") or "}" in (parameters.get(member) or ""):
+            raise BadRequestDataError(f"{member}: the temporal API has no Linked Entity retrieval")
     pick = parse_list(parameters.get("pick"), "pick") or frozenset()
     omit = parse_list(parameters.get("omit"), "omit") or frozenset()
     if pick & omit:
@@ -163,6 +172,15 @@ def check_projection(parameters: Mapping[str, str]) -> None:
     order = parameters.get("orderBy")
     if order is not None and order.split(";")[0] != "id":
         raise BadRequestDataError("a temporal query can only be ordered by id")
+
+
+def selects_entities(parameters: Mapping[str, str]) -> bool:
+    """Whether a temporal query narrows the entities: a type, a non-system attribute,
+    q, a geo-query or scopeQ (5.7.4.4; without one it is too wide)."""
+    if any(parameters.get(name) for name in _SELECTING if name != "attrs"):
+        return True
+    names = parse_list(parameters.get("attrs"), "attrs") or frozenset()
+    return bool(names - _SYSTEM_MEMBERS)
 
 
 def has_instances(entity: Mapping[str, Any]) -> bool:
@@ -281,7 +299,7 @@ def build(services: ApiServices) -> APIRouter:
         fmt, sys_attrs = temporal_format(options, format_)
         check_projection(parameters)
         datasets = parse_dataset_selection(parameters.get("datasetId"))
-        if not local and not any(parameters.get(name) for name in _SELECTING):
+        if not local and not selects_entities(parameters):
             raise BadRequestDataError(
                 "a temporal query needs at least one of type, attrs, q, geoQ or scopeQ"
             )
