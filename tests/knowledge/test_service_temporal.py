@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -91,6 +92,25 @@ def test_timerel_windows_last_n_and_attrs(history: KnowledgeService) -> None:
     last = history.retrieve_temporal("city", ENTITY, temporal(lastN="3"))
     assert [i["value"] for i in last[TEMPERATURE]] == [15, 16, 17]
     assert [i["value"] for i in last[STATUS]] == ["ok", "ok", "fault"]
+
+
+def test_an_instance_limit_reads_only_the_first_or_the_newest_instances(
+    history: KnowledgeService,
+) -> None:
+    first = history.retrieve_temporal("city", ENTITY, replace(temporal(), instance_limit=3))
+    assert [i["value"] for i in first[TEMPERATURE]] == [10, 11, 12]
+    assert [i["value"] for i in first[STATUS]] == ["ok", "ok", "fault"]
+    newest = history.retrieve_temporal(
+        "city", ENTITY, replace(temporal(lastN="5"), instance_limit=2)
+    )
+    assert [i["value"] for i in newest[TEMPERATURE]] == [16, 17]
+    windowed = history.retrieve_temporal(
+        "city",
+        ENTITY,
+        replace(temporal(timerel="after", timeAt=at(12)), instance_limit=2),
+        representation="temporalValues",
+    )
+    assert [pair[0] for pair in windowed[TEMPERATURE]["values"]] == [12, 13]
 
 
 def test_temporal_values_representation(history: KnowledgeService) -> None:

@@ -86,6 +86,9 @@ class TemporalQuery:
     last_n: int | None = None
     aggr_methods: tuple[str, ...] = ()
     aggr_period: Period | None = None
+    #: At most this many instances per attribute and datasetId (oldest first, or the newest
+    #: with ``lastN``): what an API that pages its answers needs to read, not a parameter.
+    instance_limit: int | None = None
 
     @property
     def aggregated(self) -> bool:

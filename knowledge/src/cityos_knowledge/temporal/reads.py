@@ -81,11 +81,15 @@ def load_instances(
     names: Sequence[str] | None,
     query: TemporalQuery,
 ) -> list[Any]:
-    """Instance rows in the window (the last N per attribute instance with ``lastN``)."""
+    """Instance rows in the window, oldest first per attribute instance: the last N with
+    ``lastN``, and no more than ``instance_limit`` of them (the first, or with ``lastN`` the
+    newest) when that is set."""
     at = time_column(query.timeproperty).label("at")
     columns = [*history.c, at]
     conditions = [*selection(ids, names), *window(query)]
-    if query.last_n is None:
+    newest = query.last_n is not None
+    limits = [n for n in (query.last_n, query.instance_limit) if n is not None]
+    if not limits:
         statement = (
             select(*columns)
             .where(*conditions)
@@ -96,14 +100,14 @@ def load_instances(
         func.row_number()
         .over(
             partition_by=(history.c.entity_id, history.c.name, history.c.dataset_id),
-            order_by=at.desc(),
+            order_by=at.desc() if newest else at,
         )
         .label("rank")
     )
     ranked = select(*columns, rank).where(*conditions).subquery()
     statement = (
         select(*(ranked.c[c.name] for c in history.c), ranked.c.at)
-        .where(ranked.c.rank <= query.last_n)
+        .where(ranked.c.rank <= min(limits))
         .order_by(ranked.c.entity_id, ranked.c.name, ranked.c.dataset_id, ranked.c.at)
     )
     return list(connection.execute(statement))

@@ -142,14 +142,20 @@ def temporal_format(options: str | None, format_: str | None) -> tuple[TemporalF
     return next(iter(chosen), "normalized"), "sysAttrs" in flags
 
 
-def temporal_query(parameters: Mapping[str, str], fmt: TemporalFormat) -> TemporalQuery:
-    """The facade's TemporalQuery; aggregation (always checked) only for aggregatedValues."""
+def temporal_query(
+    parameters: Mapping[str, str], fmt: TemporalFormat, *, max_instances: int
+) -> TemporalQuery:
+    """The facade's TemporalQuery; aggregation (always checked) only for aggregatedValues.
+
+    Instances are read up to one more than an answer holds per attribute: enough for
+    :func:`paginate` to see where to cut, without reading a long history whole.
+    """
     parsed = parse_temporal_query(parameters)
     if fmt == "aggregatedValues":
         if not parsed.aggr_methods:
             raise BadRequestDataError("the aggregatedValues format needs aggrMethods")
         return parsed
-    return replace(parsed, aggr_methods=(), aggr_period=None)
+    return replace(parsed, aggr_methods=(), aggr_period=None, instance_limit=max_instances + 1)
 
 
 def check_projection(parameters: Mapping[str, str]) -> None:
@@ -304,7 +310,7 @@ def build(services: ApiServices) -> APIRouter:
                 "a temporal query needs at least one of type, attrs, q, geoQ or scopeQ"
             )
         query = entity_query(settings, parameters)
-        temporal = temporal_query(parameters, fmt)
+        temporal = temporal_query(parameters, fmt, max_instances=settings.temporal_max_instances)
         facade = facade_for(services, scope)
         page = await run_in_threadpool(
             lambda: facade.query_temporal(
@@ -452,7 +458,9 @@ def build(services: ApiServices) -> APIRouter:
         fmt, sys_attrs = temporal_format(options, format)
         check_projection(request.query_params)
         datasets = parse_dataset_selection(datasetId)
-        temporal = temporal_query(request.query_params, fmt)
+        temporal = temporal_query(
+            request.query_params, fmt, max_instances=settings.temporal_max_instances
+        )
         terms = await request_terms(services, request)
         names = expand_attrs(terms, attrs)
         entity = await run_in_threadpool(
