@@ -284,23 +284,31 @@ def test_sys_attrs_are_included_when_asked(
     assert entity["createdAt"].endswith("Z") and "modifiedAt" in entity
 
 
-def test_a_deleted_entity_keeps_its_creation_time_with_sys_attrs(
+def test_a_deleted_entity_keeps_its_system_members_with_sys_attrs(
     notifying_client: TestClient, receiver: Receiver, entity_type: str
 ) -> None:
     subscribe(
         notifying_client,
         entity_type,
         receiver.url,
-        notificationTrigger=["entityCreated", "entityDeleted"],
+        notificationTrigger=["entityCreated", "entityDeleted", "attributeDeleted"],
         notification={"sysAttrs": True},
     )
     entity_id = create(notifying_client, entity_type, speed=1)
     [created] = receiver.wait_for(1)[0].body["data"]
     assert notifying_client.delete(f"{API}/entities/{entity_id}").status_code == 204
     [deleted] = receiver.wait_for(2)[1].body["data"]
-    assert set(deleted) == {"id", "type", "createdAt", "modifiedAt", "deletedAt"}
+    assert set(deleted) == {"id", "type", "createdAt", "modifiedAt", "deletedAt", "speed"}
     assert deleted["createdAt"] == created["createdAt"]
     assert deleted["modifiedAt"] == deleted["deletedAt"] >= created["createdAt"]
+    # The deleted attribute is Null and keeps its own system members.
+    assert deleted["speed"] == {
+        "type": "Property",
+        "value": NULL,
+        "createdAt": created["speed"]["createdAt"],
+        "modifiedAt": created["speed"]["modifiedAt"],
+        "deletedAt": deleted["deletedAt"],
+    }
 
 
 def names(entity_id: str, entity_type: str) -> dict[str, Any]:

@@ -56,7 +56,11 @@ class Notification:
 
 
 def null_attribute(attribute: Any, deleted_at: str | None = None) -> Any:
-    """An attribute (or its instances) with the main member set to NGSI-LD Null."""
+    """An attribute (or its instances) with the main member set to NGSI-LD Null.
+
+    With ``deleted_at`` (sysAttrs asked for) it keeps the instance's createdAt and
+    modifiedAt, when the change event knew them, and says when it was deleted.
+    """
     if isinstance(attribute, list):
         return [null_attribute(item, deleted_at) for item in attribute]
     kind = str(attribute.get("type", "Property")) if isinstance(attribute, Mapping) else "Property"
@@ -67,6 +71,10 @@ def null_attribute(attribute: Any, deleted_at: str | None = None) -> Any:
     if isinstance(attribute, Mapping) and "datasetId" in attribute:
         nulled["datasetId"] = attribute["datasetId"]
     if deleted_at is not None:
+        if isinstance(attribute, Mapping):
+            for member in ("createdAt", "modifiedAt"):
+                if member in attribute:
+                    nulled[member] = attribute[member]
         nulled["deletedAt"] = deleted_at
     return nulled
 

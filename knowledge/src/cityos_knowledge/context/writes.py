@@ -139,6 +139,7 @@ class ContextWriter:
     def delete(self, entity_id: str) -> None:
         """Delete a live entity from the context; its history stays."""
         state = self._require(entity_id, with_document=True)
+        last_view = self._last_view(entity_id, state)
         delete_attributes(self._connection, entity_id)
         self._connection.execute(
             entities.update()
@@ -149,10 +150,7 @@ class ContextWriter:
                 entity={"id": entity_id, "type": state.types},
             )
         )
-        # The event's last view of the entity keeps when it was created (a deleted entity's
-        # notification with sysAttrs shows createdAt; its row no longer can).
-        previous = {**(state.document or {}), "createdAt": format_datetime(state.created_at)}
-        self._touched[entity_id] = _Touched("deleted", set(), previous)
+        self._touched[entity_id] = _Touched("deleted", set(), last_view)
 
     # -- attributes ----------------------------------------------------------------------
 
@@ -326,6 +324,41 @@ class ContextWriter:
         if state is None or state.deleted:
             raise NotFoundError(f"entity {entity_id} does not exist")
         return state
+
+    def _last_view(self, entity_id: str, state: EntityState) -> dict[str, Any]:
+        """The entity with its system members, for the event of its deletion: a deleted
+        entity's notification with sysAttrs shows them, and after the deletion neither its
+        row nor its attribute rows know them any more."""
+        rows = self._connection.execute(
+            select(
+                attributes.c.name,
+                attributes.c.dataset_id,
+                attributes.c.created_at,
+                attributes.c.modified_at,
+            ).where(attributes.c.entity_id == entity_id)
+        )
+        stamps = {
+            (row.name, row.dataset_id): {
+                "createdAt": format_datetime(row.created_at),
+                "modifiedAt": format_datetime(row.modified_at),
+            }
+            for row in rows
+        }
+
+        def stamped(name: str, instance: Any) -> Any:
+            if not isinstance(instance, Mapping):
+                return instance
+            found = stamps.get((name, instance.get("datasetId", DEFAULT_DATASET)))
+            return {**instance, **found} if found else instance
+
+        view: dict[str, Any] = {}
+        for name, value in (state.document or {}).items():
+            if isinstance(value, list):
+                view[name] = [stamped(name, item) for item in value]
+            else:
+                view[name] = stamped(name, value)
+        view["createdAt"] = format_datetime(state.created_at)
+        return view
 
     def _bodies(self, entity_id: str) -> dict[tuple[str, str], dict[str, Any]]:
         rows = self._connection.execute(
