@@ -95,6 +95,7 @@ def build_parts(
             batch_max=settings.batch_max,
             batch_wait=settings.batch_wait_ms / 1000,
             protocol=settings.mqtt_protocol,
+            gc_threshold=settings.gc_threshold,
         )
         parts.services.append(mqtt)
         parts.readiness.append(ReadinessCheck("acquisition-mqtt", mqtt.check))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import gc
 import logging
 import threading
 import time
@@ -95,7 +96,9 @@ class MqttIngestService:
         retry_backoff: tuple[float, float] = (0.2, 10.0),
         session_expiry: int = SESSION_EXPIRY_SECONDS,
         protocol: str = "3.1.1",
+        gc_threshold: int = 0,
     ) -> None:
+        self._gc_threshold = gc_threshold
         self._session_expiry = session_expiry
         self._protocol = protocol
         self._received = 0
@@ -130,6 +133,11 @@ class MqttIngestService:
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
         _, _, username, password, tls = self._address
+        collect_after, *older = gc.get_threshold()
+        if self._gc_threshold > collect_after > 0:
+            # Process-wide, but this service dominates a process's allocations (ADR 0025).
+            gc.set_threshold(self._gc_threshold, *older)
+            logger.info("garbage-collector threshold raised to %d", self._gc_threshold)
         v5 = self._protocol == "5"
         client = BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
