@@ -30,12 +30,15 @@ in three steps:
    ``build_entity_filter`` is a clause over ``entities`` (live entities only) that can be
    combined with other clauses or used in DELETE/UPDATE statements (purge).
 
-3. **Execute** in the caller's transaction, after :func:`prefer_serial_plans` (``SET LOCAL
-   max_parallel_workers_per_gather = 0``: parallel workers cost ten times what these queries
-   do). The only database error a query can raise on its own is SQLSTATE ``2201B``
-   (``invalid_regular_expression``) for a malformed ``~=`` pattern or ``idPattern``: report
-   it as BadRequestData. ``select_entities(..., with_total=True)`` returns the total for
-   ``count=true`` in the same execution.
+3. **Execute** with serial plans (parallel workers cost ten times what these queries do):
+   the store's connections have them (``store.database.SESSION_SETTINGS``); elsewhere call
+   :func:`prefer_serial_plans` (``SET LOCAL max_parallel_workers_per_gather = 0``) in the
+   transaction. The facade runs them through :mod:`cityos_knowledge.query.shapes`: SQL
+   compiled once per query shape, values bound, in autocommit (ADR 0017); builders must
+   read query values through ``shapes.bound``. The only database error a query can raise
+   on its own is SQLSTATE ``2201B`` (``invalid_regular_expression``) for a malformed ``~=``
+   pattern or ``idPattern``: report it as BadRequestData. ``select_entities(...,
+   with_total=True)`` returns the total for ``count=true`` in the same execution.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ Statements whose SQL depends on values in ways the split cannot see (SQLAlchemy'
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import threading
 from collections import OrderedDict
@@ -85,6 +86,17 @@ def _leaf_shape(node: Any) -> Hashable:
     return None
 
 
+_LEAF_SET = frozenset(LEAF_TYPES)
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """The fields of a dataclass type (None for other types)."""
+    if not is_dataclass(kind):
+        return None
+    return tuple(field.name for field in fields(kind))
+
+
 def _split(query: EntityQuery) -> _Split:
     leaves: list[Any] = []
     positions: dict[tuple[int, str | None], int] = {}
@@ -97,11 +109,13 @@ def _split(query: EntityQuery) -> _Split:
         leaves.append(value)
 
     def walk(node: Any) -> Hashable:
-        if isinstance(node, LEAF_TYPES):
+        kind: Any = type(node)
+        if kind in _LEAF_SET:
             add(node, None, node)
-            return (type(node).__name__, _leaf_shape(node))
-        if is_dataclass(node) and not isinstance(node, type):
-            return (type(node).__name__, *(walk(getattr(node, f.name)) for f in fields(node)))
+            return (kind, _leaf_shape(node))
+        names = _field_names(kind)
+        if names is not None:
+            return (kind, *(walk(getattr(node, name)) for name in names))
         if isinstance(node, tuple | list):
             return tuple(walk(item) for item in node)
         if node is None or isinstance(node, _PLAIN):
@@ -109,11 +123,11 @@ def _split(query: EntityQuery) -> _Split:
         raise _UnshapeableError
 
     shape: list[Hashable] = []
-    for field in fields(query):
-        value = getattr(query, field.name)
-        if field.name in VALUE_FIELDS:
-            add(query, field.name, value)
-            shape.append(bool(value) if field.name == "ids" else value is None)
+    for name in _field_names(EntityQuery) or ():
+        value = getattr(query, name)
+        if name in VALUE_FIELDS:
+            add(query, name, value)
+            shape.append(bool(value) if name == "ids" else value is None)
         else:
             shape.append(walk(value))
     return _Split(tuple(shape), tuple(leaves), positions)
