@@ -94,6 +94,25 @@ def test_timerel_windows_last_n_and_attrs(history: KnowledgeService) -> None:
     assert [i["value"] for i in last[STATUS]] == ["ok", "ok", "fault"]
 
 
+def test_a_null_instance_records_a_deletion_and_clears_the_current_state_when_latest(
+    history: KnowledgeService,
+) -> None:
+    null = "urn:ngsi-ld:null"
+    # An older deletion stays in the history only: the current state is newer.
+    history.append_temporal_attributes(
+        "city", ENTITY, {STATUS: [{"type": "Property", "value": null, "observedAt": at(6)}]}
+    )
+    assert history.retrieve_entity("city", ENTITY)[STATUS]["value"] == "fault"
+    # The latest instance is a deletion: the attribute leaves the current state.
+    history.append_temporal_attributes(
+        "city", ENTITY, {STATUS: [{"type": "Property", "value": null, "observedAt": at(40)}]}
+    )
+    assert STATUS not in history.retrieve_entity("city", ENTITY)
+    assert TEMPERATURE in history.retrieve_entity("city", ENTITY)
+    evolution = history.retrieve_temporal("city", ENTITY, temporal())
+    assert [i["value"] for i in evolution[STATUS]] == ["ok", null, "ok", "fault", null]
+
+
 def test_an_instance_limit_reads_only_the_first_or_the_newest_instances(
     history: KnowledgeService,
 ) -> None:

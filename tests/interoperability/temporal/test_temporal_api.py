@@ -446,3 +446,22 @@ def test_datasetid_keeps_only_the_instances_of_those_datasets(
         400,
         "BadRequestData",
     )
+
+
+def test_an_upsert_unions_types_and_takes_a_deletion_instance(
+    shared_ngsi_client: TestClient,
+) -> None:
+    kind = vehicle_type()
+    entity_id = create(shared_ngsi_client, kind, speed=instances([1]))
+    deletion = {"type": "Property", "value": "urn:ngsi-ld:null", "observedAt": at(1)}
+    upserted = shared_ngsi_client.post(
+        f"{API}/temporal/entities",
+        json={"id": entity_id, "type": [kind, "Truck"], "speed": [deletion]},
+    )
+    assert upserted.status_code == 204, upserted.text
+    entity = retrieve(shared_ngsi_client, entity_id)
+    assert sorted(entity["type"]) == sorted([kind, "Truck"])
+    assert values(entity, "speed") == [1, "urn:ngsi-ld:null"]
+    current = shared_ngsi_client.get(f"{API}/entities/{entity_id}")
+    assert current.status_code == 200
+    assert "speed" not in current.json()

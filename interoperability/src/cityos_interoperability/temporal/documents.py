@@ -84,10 +84,14 @@ def expand_temporal_entity(terms: TermMap, body: object) -> dict[str, Any]:
 def expand_temporal_fragment(
     terms: TermMap, body: object, *, allow_entity_members: bool = False
 ) -> dict[str, list[dict[str, Any]]]:
-    """Attributes with their instances (POST /temporal/entities/{id}/attrs)."""
+    """Attributes with their instances (POST /temporal/entities/{id}/attrs).
+
+    An instance whose value is NGSI-LD Null records a deletion (4.5.7; 5.5.4 lets the
+    temporal evolution carry it).
+    """
     if not isinstance(body, Mapping):
         raise BadRequestDataError("temporal attributes must be a JSON object")
-    expander = Expander(terms)
+    expander = Expander(terms, allow_null=True)
     expanded: dict[str, list[dict[str, Any]]] = {}
     for name, value in body.items():
         if name in _ENTITY_MEMBERS:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from cityos_knowledge.context.writes import ContextWriter
 from cityos_knowledge.entities.attributes import (
@@ -17,6 +17,7 @@ from cityos_knowledge.entities.attributes import (
     attribute_row,
     instance_row,
 )
+from cityos_knowledge.entities.model import is_null
 from cityos_knowledge.entities.repository import (
     append_instances,
     delete_attributes,
@@ -27,7 +28,12 @@ from cityos_knowledge.entities.repository import (
 )
 from cityos_knowledge.errors import BadRequestDataError, NotFoundError
 from cityos_knowledge.store.history import month_start
-from cityos_knowledge.store.tables import DEFAULT_DATASET, attribute_instances, entities
+from cityos_knowledge.store.tables import (
+    DEFAULT_DATASET,
+    attribute_instances,
+    attributes,
+    entities,
+)
 from cityos_knowledge.temporal.reads import render_row
 
 history = attribute_instances
@@ -55,12 +61,16 @@ class TemporalWriter(ContextWriter):
     ) -> bool:
         """Append attribute instances; the current state follows the latest observedAt.
 
+        An instance whose value is NGSI-LD Null records a deletion (4.5.7): kept in the
+        history, and when it is the latest it removes the attribute from the current state.
         Creates the entity when ``create`` and it does not exist (then ``types`` is
         required); returns whether it was created.
         """
-        rows: list[AttributeRow] = [
-            attribute_row(name, instance) for name, items in instances.items() for instance in items
-        ]
+        pairs = [(name, instance) for name, items in instances.items() for instance in items]
+        rows: list[AttributeRow] = [attribute_row(name, instance) for name, instance in pairs]
+        deletions = {
+            id(row) for row, (_, instance) in zip(rows, pairs, strict=True) if is_null(instance)
+        }
         state = self._lock(entity_id)
         created = False
         if state is None or state.deleted:
@@ -87,14 +97,31 @@ class TemporalWriter(ContextWriter):
                 latest[(row.name, row.dataset_id)] = row
         written = upsert_attributes(
             self._connection,
-            [(entity_id, row) for row in latest.values()],
+            [(entity_id, row) for row in latest.values() if id(row) not in deletions],
             self._now,
             only_newer=True,
         )
         names = {name for _, name, _ in written}
+        for row in latest.values():
+            if id(row) in deletions and self._delete_unless_newer(entity_id, row):
+                names.add(row.name)
         if created or names:
             self._note(entity_id, "created" if created else "updated", names)
         return created
+
+    def _delete_unless_newer(self, entity_id: str, row: AttributeRow) -> bool:
+        """Remove the current instance ``row`` deletes, unless it was observed later."""
+        condition = [
+            attributes.c.entity_id == entity_id,
+            attributes.c.name == row.name,
+            attributes.c.dataset_id == row.dataset_id,
+        ]
+        if row.observed_at is not None:
+            condition.append(
+                or_(attributes.c.observed_at.is_(None), attributes.c.observed_at <= row.observed_at)
+            )
+        deleted = self._connection.execute(attributes.delete().where(*condition))
+        return bool(deleted.rowcount)
 
     def modify_instance(
         self, entity_id: str, name: str, instance_id: str, partial: Mapping[str, Any]
