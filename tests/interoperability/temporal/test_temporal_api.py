@@ -286,6 +286,7 @@ def test_invalid_requests(
         {"id": "urn:ngsi-ld:Vehicle:x", "speed": instances([1])},
         {"id": "urn:ngsi-ld:Vehicle:x", "type": "Vehicle", "speed": [{"type": "Property"}]},
         {"id": "urn:ngsi-ld:Vehicle:x", "type": "Vehicle", "speed": []},
+        {"id": "urn:ngsi-ld:Vehicle:x", "type": "Vehicle", "expiresAt": "urn:ngsi-ld:null"},
     ],
 )
 def test_invalid_temporal_entities(shared_ngsi_client: TestClient, body: dict[str, Any]) -> None:

@@ -16,7 +16,12 @@ from typing import Any, Literal
 
 from cityos_interoperability.ngsild.errors import BadRequestDataError
 from cityos_interoperability.ngsild.jsonld.context import TermMap
-from cityos_interoperability.ngsild.jsonld.expansion import Expander, is_uri, scopes
+from cityos_interoperability.ngsild.jsonld.expansion import (
+    NGSI_LD_NULL,
+    Expander,
+    is_uri,
+    scopes,
+)
 from cityos_interoperability.ngsild.representation import Compactor, Representation
 
 TemporalFormat = Literal["normalized", "temporalValues", "aggregatedValues"]
@@ -101,6 +106,9 @@ def expand_temporal_fragment(
         instances = value if isinstance(value, list) else [value]
         if not instances:
             raise BadRequestDataError(f"{name}: an attribute needs at least one instance")
+        if any(item == NGSI_LD_NULL for item in instances):
+            # Null deletes only inside an instance; a member set to it is no instance (5.5.4).
+            raise BadRequestDataError(f"{name}: NGSI-LD Null is not an attribute instance")
         expanded[expander.name(name)] = [
             expander.attribute(item, f"{name}[{index}]") for index, item in enumerate(instances)
         ]
