@@ -94,6 +94,25 @@ def test_timerel_windows_last_n_and_attrs(history: KnowledgeService) -> None:
     assert [i["value"] for i in last[STATUS]] == ["ok", "ok", "fault"]
 
 
+def test_an_instance_at_a_stored_instant_replaces_it(history: KnowledgeService) -> None:
+    # Temperatures were 10 at 0 h and 17 at 42 h (the latest, the current state).
+    history.create_temporal_entity(
+        "city",
+        {
+            "id": ENTITY,
+            "type": V + "Sensor",
+            TEMPERATURE: [
+                {"type": "Property", "value": 9.5, "observedAt": at(0)},
+                {"type": "Property", "value": 16.5, "observedAt": at(42)},
+            ],
+        },
+    )
+    evolution = history.retrieve_temporal("city", ENTITY, temporal())
+    values = [i["value"] for i in evolution[TEMPERATURE]]
+    assert values == [9.5, 11, 12, 13, 14, 15, 16, 16.5]
+    assert history.retrieve_entity("city", ENTITY)[TEMPERATURE]["value"] == 16.5
+
+
 def test_a_null_instance_records_a_deletion_and_clears_the_current_state_when_latest(
     history: KnowledgeService,
 ) -> None:

@@ -190,13 +190,15 @@ def upsert_attributes(
     *,
     only_newer: bool,
     keep_existing: bool = False,
+    same_instant: bool = False,
 ) -> list[tuple[str, str, str]]:
     """Insert or overwrite current-state rows; return the (entity, name, dataset) written.
 
     ``rows`` must hold each key once. With ``only_newer`` an existing row is overwritten only
     by a strictly later observedAt (the ingest: a replayed or late observation never rolls
-    the current state back). With ``keep_existing`` existing rows are left alone
-    (``noOverwrite``).
+    the current state back); ``same_instant`` lets an equal observedAt overwrite too (a
+    temporal API client correcting an instant). With ``keep_existing`` existing rows are
+    left alone (``noOverwrite``).
     """
     if not rows:
         return []
@@ -224,9 +226,12 @@ def upsert_attributes(
         excluded = statement.excluded
         condition = None
         if only_newer:
-            condition = attributes.c.observed_at.is_(None) | (
-                excluded.observed_at > attributes.c.observed_at
+            later = (
+                excluded.observed_at >= attributes.c.observed_at
+                if same_instant
+                else excluded.observed_at > attributes.c.observed_at
             )
+            condition = attributes.c.observed_at.is_(None) | later
         upsert = statement.on_conflict_do_update(
             index_elements=key,
             set_={

@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, tuple_
 
 from cityos_knowledge.context.writes import ContextWriter
 from cityos_knowledge.entities.attributes import (
     INSTANCE_URN,
     MAIN_MEMBER,
     AttributeRow,
+    InstanceRow,
     attribute_row,
     instance_row,
 )
@@ -61,6 +62,8 @@ class TemporalWriter(ContextWriter):
     ) -> bool:
         """Append attribute instances; the current state follows the latest observedAt.
 
+        An instance observed at the same instant as a stored one (same attribute and
+        datasetId) replaces it: the client's latest word on that instant wins.
         An instance whose value is NGSI-LD Null records a deletion (4.5.7): kept in the
         history, and when it is the latest it removes the attribute from the current state.
         Creates the entity when ``create`` and it does not exist (then ``types`` is
@@ -89,6 +92,7 @@ class TemporalWriter(ContextWriter):
                 set_types(self._connection, [(entity_id, state.types + added)])
         history_rows = [instance_row(entity_id, row, self._now) for row in rows]
         self._partitions.ensure(self._schema, {month_start(r.observed_at) for r in history_rows})
+        self._replace_same_instants(entity_id, history_rows)
         append_instances(self._connection, self._schema, history_rows)
         latest: dict[tuple[str, str], AttributeRow] = {}
         for row, stored in zip(rows, history_rows, strict=True):
@@ -100,6 +104,7 @@ class TemporalWriter(ContextWriter):
             [(entity_id, row) for row in latest.values() if id(row) not in deletions],
             self._now,
             only_newer=True,
+            same_instant=True,
         )
         names = {name for _, name, _ in written}
         for row in latest.values():
@@ -108,6 +113,22 @@ class TemporalWriter(ContextWriter):
         if created or names:
             self._note(entity_id, "created" if created else "updated", names)
         return created
+
+    def _replace_same_instants(self, entity_id: str, rows: list[InstanceRow]) -> None:
+        """Drop the stored instances that ``rows`` observe again (same name, datasetId and
+        instant), so that appending them replaces those instead of being ignored."""
+        observed = [
+            (row.name, row.dataset_id, row.observed_at) for row in rows if row.has_observed_at
+        ]
+        if observed:
+            self._connection.execute(
+                history.delete().where(
+                    history.c.entity_id == entity_id,
+                    tuple_(history.c.name, history.c.dataset_id, history.c.observed_at).in_(
+                        observed
+                    ),
+                )
+            )
 
     def _delete_unless_newer(self, entity_id: str, row: AttributeRow) -> bool:
         """Remove the current instance ``row`` deletes, unless it was observed later."""
