@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import shutil
 import statistics
 import tempfile
@@ -105,26 +106,56 @@ def load(store: KnowledgeStore, service: KnowledgeService, tenant: str, entities
     return schema
 
 
+def postgres_cpu(data_dir: Path) -> Callable[[], float]:
+    """CPU seconds used so far by the embedded server: its processes, and the children it
+    has reaped (parallel workers that have exited)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        root = int((data_dir / "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{root}/task/{root}/children").read_text().split()
+        total = 0
+        for pid in [root, *map(int, children)]:
+            with contextlib.suppress(FileNotFoundError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+                if pid == root:
+                    total += int(fields[13]) + int(fields[14])
+        return total / tick
+
+    return read
+
+
 class Timer:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, server_cpu: Callable[[], float] | None) -> None:
         self.name = name
         self.seconds: list[float] = []
+        self.client: list[float] = []
+        self.server: list[float] = []
+        self._server_cpu = server_cpu
 
     def run(self, call: Callable[[], int]) -> int:
+        server = self._server_cpu() if self._server_cpu else 0.0
+        client = time.process_time()
         started = time.perf_counter()
         result = call()
         self.seconds.append(time.perf_counter() - started)
+        self.client.append(time.process_time() - client)
+        if self._server_cpu:
+            self.server.append(self._server_cpu() - server)
         return result
 
     def line(self) -> str:
         ordered = sorted(self.seconds)
         p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+        server = f"{statistics.median(self.server) * 1000:>9.0f}" if self.server else f"{'n/a':>9}"
         return (f"{self.name:44}{statistics.median(ordered) * 1000:>9.1f}"
-                f"{p95 * 1000:>9.1f}{len(ordered):>6}")  # fmt: skip
+                f"{p95 * 1000:>9.1f}{len(ordered):>6}"
+                f"{statistics.median(self.client) * 1000:>9.0f}{server}")  # fmt: skip
 
 
 def measure(service: KnowledgeService, url: str, schema: str, tenant: str, runs: int,
-            entities: int) -> None:  # fmt: skip
+            entities: int, server_cpu: Callable[[], float] | None) -> None:  # fmt: skip
     temporal = parse_temporal_query(WINDOW)
     one = "urn:ngsi-ld:Sensor:bench-0"
     everyone = parse_entity_query({"type": "Sensor", "limit": str(entities)})
@@ -160,11 +191,11 @@ def measure(service: KnowledgeService, url: str, schema: str, tenant: str, runs:
 
     # (timer, call, expected periods, whether it is the heavy ~1M-instance query)
     timers = [
-        (Timer("(c1) facade, 1 entity, ~35k instances"), facade_one, 365, False),
-        (Timer("     raw SQL, same"), raw([one]), 365, False),
-        (Timer(f"(c2) facade, {entities} entities, ~{entities * PER_ENTITY / 1e6:.2f}M"),
-         facade_all, 365 * entities, True),
-        (Timer("     raw SQL, same"), raw(ids), 365 * entities, True),
+        (Timer("(c1) facade, 1 entity, ~35k instances", server_cpu), facade_one, 365, False),
+        (Timer("     raw SQL, same", server_cpu), raw([one]), 365, False),
+        (Timer(f"(c2) facade, {entities} entities, ~{entities * PER_ENTITY / 1e6:.2f}M",
+               server_cpu), facade_all, 365 * entities, True),
+        (Timer("     raw SQL, same", server_cpu), raw(ids), 365 * entities, True),
     ]  # fmt: skip
     for timer, call, expected, _ in timers:  # warm-up, and a check of the answer
         assert call() == expected, timer.name
@@ -174,15 +205,17 @@ def measure(service: KnowledgeService, url: str, schema: str, tenant: str, runs:
             if not heavy or round_number < heavy_runs:
                 timer.run(call)
     connection.close()
-    print(f"{'':44}{'p50 ms':>9}{'p95 ms':>9}{'runs':>6}")
+    print(f"{'':44}{'p50 ms':>9}{'p95 ms':>9}{'runs':>6}{'client':>9}{'server':>9}"
+          "   (median CPU ms per run)")  # fmt: skip
     for timer, *_ in timers:
         print(timer.line())
+    print(f"load average {Path('/proc/loadavg').read_text().split()[0]}")
 
 
 @contextlib.contextmanager
-def database(url: str | None) -> Iterator[str]:
+def database(url: str | None) -> Iterator[tuple[str, Callable[[], float] | None]]:
     if url:
-        yield url
+        yield url, None
         return
     base = Path(tempfile.mkdtemp(prefix="cityos-bench-temporal-"))
     base.chmod(0o755)  # the postgres user must traverse it
@@ -190,7 +223,7 @@ def database(url: str | None) -> Iterator[str]:
     try:
         server.start()
         server.create_database("bench")
-        yield server.url("bench")
+        yield server.url("bench"), postgres_cpu(base / "data")
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
@@ -202,7 +235,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--database-url")
     args = parser.parse_args()
-    with database(args.database_url) as url:
+    with database(args.database_url) as (url, server_cpu):
         upgrade(url, [KnowledgeLayer()])
         store = KnowledgeStore.from_url(libpq_url(url))
         service = KnowledgeService(store)
@@ -213,7 +246,7 @@ def main() -> None:
         print(f"loaded {args.entities * PER_ENTITY:,} instances for {args.entities} entities "
               f"in {loaded:.0f} s; {store.layout.detail}")  # fmt: skip
         try:
-            measure(service, url, schema, tenant, args.runs, args.entities)
+            measure(service, url, schema, tenant, args.runs, args.entities, server_cpu)
         finally:
             store.close()
 

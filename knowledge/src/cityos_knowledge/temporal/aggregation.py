@@ -129,20 +129,27 @@ def aggregated_values(
     # millions of rows are what parallel workers are for.
     connection.execute(text("SET LOCAL max_parallel_workers_per_gather TO DEFAULT"))
     per_key: dict[AttributeKey, dict[str, Any]] = {}
+    methods = tuple(query.aggr_methods)
+    first_value = len(columns) - len(methods)
+    # Periods repeat across entities and attributes: format each one once.
+    spans: dict[Any, tuple[str, str]] = {}
     for row in connection.execute(statement):
-        key = (row.entity_id, row.name, row.dataset_id)
+        key = (row[0], row[1], row[2])
         target = per_key.get(key)
         if target is None:
             target = per_key[key] = {"type": row.kind}
-            if row.dataset_id != DEFAULT_DATASET:
-                target["datasetId"] = row.dataset_id
-            for method in query.aggr_methods:
+            if row[2] != DEFAULT_DATASET:
+                target["datasetId"] = row[2]
+            for method in methods:
                 target[method] = []
-        start, end = (format_datetime(moment) for moment in _span(query, row, bucket is not None))
-        for method in query.aggr_methods:
-            value = getattr(row, f"m_{method}")
+        moment = row.bucket if bucket is not None else (row.first, row.last)
+        span = spans.get(moment)
+        if span is None:
+            start, end = _span(query, row, bucket is not None)
+            span = spans[moment] = (format_datetime(start), format_datetime(end))
+        for method, value in zip(methods, row[first_value:], strict=True):
             if value is not None:
-                target[method].append([plain(float(value)), start, end])
+                target[method].append([plain(float(value)), *span])
     return fold(per_key)
 
 
