@@ -100,9 +100,14 @@ def stage(connection: Connection, lines: Sequence[str]) -> None:
     with _cursor(connection) as cursor:
         cursor.execute(_STAGING_DDL)
         cursor.execute(f"DELETE FROM {STAGING_TABLE}")  # a previous tenant of the batch  # noqa: S608
+        text = "".join(lines)
+        # One read of the whole buffer: psycopg2 otherwise takes it 8 kB at a time, and
+        # takes the GIL back for every chunk — waiting each time for the other ingest
+        # consumer's Python to let go of it.
         cursor.copy_expert(
             f"COPY {STAGING_TABLE} ({', '.join(STAGING_COLUMNS)}) FROM STDIN",
-            io.StringIO("".join(lines)),
+            io.StringIO(text),
+            size=len(text) + 1,
         )
 
 
