@@ -94,6 +94,23 @@ def test_timerel_windows_last_n_and_attrs(history: KnowledgeService) -> None:
     assert [i["value"] for i in last[STATUS]] == ["ok", "ok", "fault"]
 
 
+def test_deleting_an_attribute_is_recorded_and_read_with_timeproperty_deleted_at(
+    history: KnowledgeService,
+) -> None:
+    history.delete_attribute("city", ENTITY, STATUS, dataset_id=None, delete_all=False)
+    [deletion] = history.retrieve_temporal("city", ENTITY, temporal(timeproperty="deletedAt"))[
+        STATUS
+    ]
+    assert deletion["value"] == "urn:ngsi-ld:null"
+    assert deletion["deletedAt"].endswith("Z") and "observedAt" not in deletion
+    assert TEMPERATURE not in history.retrieve_temporal(
+        "city", ENTITY, temporal(timeproperty="deletedAt")
+    )
+    # Reads on the other time properties leave recorded deletions out.
+    evolution = history.retrieve_temporal("city", ENTITY, temporal())
+    assert [i["value"] for i in evolution[STATUS]] == ["ok", "ok", "fault"]
+
+
 def test_an_instance_at_a_stored_instant_replaces_it(history: KnowledgeService) -> None:
     # Temperatures were 10 at 0 h and 17 at 42 h (the latest, the current state).
     history.create_temporal_entity(
@@ -325,7 +342,7 @@ def test_toolkit_analytics_say_clearly_they_are_not_available(history: Knowledge
         ({"aggrMethods": "avg", "aggrPeriodDuration": "1 day"}, "not an ISO 8601 duration"),
         ({"aggrMethods": "avg", "aggrPeriodDuration": "P1MT1H"}, "mixes months"),
         ({"aggrPeriodDuration": "P1D"}, "needs aggrMethods"),
-        ({"timeproperty": "deletedAt"}, "timeproperty"),
+        ({"timeproperty": "expiresAt"}, "timeproperty"),
     ],
 )
 def test_malformed_temporal_parameters_are_bad_request_data(

@@ -466,3 +466,21 @@ def test_an_upsert_unions_types_and_takes_a_deletion_instance(
     current = shared_ngsi_client.get(f"{API}/entities/{entity_id}")
     assert current.status_code == 200
     assert "speed" not in current.json()
+
+
+def test_a_deleted_attribute_is_read_back_with_timeproperty_deleted_at(
+    shared_ngsi_client: TestClient,
+) -> None:
+    entity_id = create(shared_ngsi_client, vehicle_type(), speed=instances([1, 2]))
+    deleted = shared_ngsi_client.delete(f"{API}/entities/{entity_id}/attrs/speed")
+    assert deleted.status_code == 204, deleted.text
+    entity = retrieve(shared_ngsi_client, entity_id, timeproperty="deletedAt")
+    [deletion] = entity["speed"]
+    assert deletion["value"] == "urn:ngsi-ld:null"
+    assert deletion["deletedAt"].endswith("Z")
+    assert set(deletion) == {"type", "value", "instanceId", "deletedAt"}
+    simplified = retrieve(
+        shared_ngsi_client, entity_id, timeproperty="deletedAt", format="temporalValues"
+    )
+    assert simplified["speed"]["values"] == [["urn:ngsi-ld:null", deletion["deletedAt"]]]
+    assert values(retrieve(shared_ngsi_client, entity_id), "speed") == [1, 2]

@@ -161,7 +161,11 @@ class TemporalCompactor:
 
     def _attribute(self, item: Mapping[str, Any]) -> Any:
         if self.format == "normalized":
-            return self._compactor.attribute(item)
+            rendered = self._compactor.attribute(item)
+            if "deletedAt" in item and isinstance(rendered, dict):
+                # A recorded deletion is told by its deletedAt (4.5.7), sysAttrs or not.
+                rendered["deletedAt"] = item["deletedAt"]
+            return rendered
         rendered = dict(item)
         if self.format == "temporalValues":
             for member, wrapper in _WRAPPED.items():

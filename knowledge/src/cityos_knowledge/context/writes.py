@@ -21,6 +21,7 @@ from cityos_kernel.events.payloads import EntityChangedV1
 from cityos_knowledge.entities.attributes import (
     AttributeRow,
     attribute_row,
+    deletion_row,
     format_datetime,
     instance_row,
 )
@@ -246,6 +247,7 @@ class ContextWriter:
         """Delete the default instance, one datasetId, or (``delete_all``) every instance."""
         state = self._require(entity_id, with_document=True)
         target = None if delete_all else (dataset_id or DEFAULT_DATASET)
+        self._record_deletions(entity_id, name, target)
         if not delete_attributes(self._connection, entity_id, name, target):
             raise NotFoundError(f"entity {entity_id} has no attribute {name} to delete")
         self._note(entity_id, "attributes_deleted", [name], state.document)
@@ -324,6 +326,21 @@ class ContextWriter:
         if state is None or state.deleted:
             raise NotFoundError(f"entity {entity_id} does not exist")
         return state
+
+    def _record_deletions(self, entity_id: str, name: str, dataset_id: str | None) -> None:
+        """Keep in the history that these attribute instances were deleted now (4.5.7)."""
+        condition = [attributes.c.entity_id == entity_id, attributes.c.name == name]
+        if dataset_id is not None:
+            condition.append(attributes.c.dataset_id == dataset_id)
+        rows = self._connection.execute(
+            select(attributes.c.dataset_id, attributes.c.kind).where(*condition)
+        )
+        deletions = [
+            deletion_row(entity_id, name, row.dataset_id, row.kind, self._now) for row in rows
+        ]
+        if deletions:
+            self._partitions.ensure(self._schema, {month_start(self._now)})
+            append_instances(self._connection, self._schema, deletions)
 
     def _last_view(self, entity_id: str, state: EntityState) -> dict[str, Any]:
         """The entity with its system members, for the event of its deletion: a deleted

@@ -203,6 +203,37 @@ def instance_row(entity_id: str, row: AttributeRow, written_at: datetime) -> Ins
     )
 
 
+#: Where a deletion recorded in the history keeps its time (4.5.7: ``deletedAt``).
+DELETED_AT = "deletedAt"
+
+#: The NGSI-LD Null of each attribute type's main member (4.5.7, 5.5.4).
+_NULL_VALUES: dict[str, Any] = {
+    "LanguageProperty": {"@none": "urn:ngsi-ld:null"},
+    "ListProperty": ["urn:ngsi-ld:null"],
+    "ListRelationship": ["urn:ngsi-ld:null"],
+}
+
+
+def deletion_row(
+    entity_id: str, name: str, dataset_id: str, kind: str, deleted_at: datetime
+) -> InstanceRow:
+    """The history row recording that an attribute instance was deleted (4.5.7): its main
+    member is NGSI-LD Null, it has no observedAt, and ``deletedAt`` says when."""
+    return InstanceRow(
+        entity_id=entity_id,
+        name=name,
+        dataset_id=dataset_id,
+        observed_at=deleted_at,
+        has_observed_at=False,
+        kind=kind,
+        unit_code=None,
+        value_number=None,
+        value=_NULL_VALUES.get(kind, "urn:ngsi-ld:null"),
+        geometry=None,
+        extras={DELETED_AT: format_datetime(deleted_at)},
+    )
+
+
 def render_instance(
     *,
     kind: str,

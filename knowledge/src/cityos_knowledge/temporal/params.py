@@ -1,7 +1,8 @@
 """Temporal query parameters (ETSI GS CIM 009 §4.11, §6.18-6.19), parsed and checked.
 
 ``timerel`` before/after/between with ``timeAt`` and ``endTimeAt``; ``timeproperty``
-observedAt (default), createdAt or modifiedAt; ``lastN``; ``aggrMethods`` with
+observedAt (default), createdAt, modifiedAt or deletedAt (the deletions the history
+recorded, which the other three leave out); ``lastN``; ``aggrMethods`` with
 ``aggrPeriodDuration`` (ISO 8601 duration). Semantics of the time filter (4.11): *before*
 keeps instants strictly before ``timeAt`` (an exclusive bound), *after* those from
 ``timeAt`` on (an inclusive bound), *between* from ``timeAt`` (included) to ``endTimeAt``
@@ -20,7 +21,7 @@ from cityos_knowledge.entities.attributes import parse_datetime
 from cityos_knowledge.errors import BadRequestDataError
 
 TimeRelation = Literal["before", "after", "between"]
-TimeProperty = Literal["observedAt", "createdAt", "modifiedAt"]
+TimeProperty = Literal["observedAt", "createdAt", "modifiedAt", "deletedAt"]
 
 AGGREGATION_METHODS = (
     "totalCount",
@@ -117,8 +118,10 @@ def parse_temporal_query(
     if timerel is None and (time_at is not None or end_time_at is not None):
         raise BadRequestDataError("timeAt and endTimeAt need timerel")
     timeproperty = get("timeproperty", "observedAt")
-    if timeproperty not in ("observedAt", "createdAt", "modifiedAt"):
-        raise BadRequestDataError("timeproperty must be observedAt, createdAt or modifiedAt")
+    if timeproperty not in ("observedAt", "createdAt", "modifiedAt", "deletedAt"):
+        raise BadRequestDataError(
+            "timeproperty must be observedAt, createdAt, modifiedAt or deletedAt"
+        )
     last_n = None
     if (text := get("lastN")) is not None:
         if not text.isdigit() or int(text) < 1:

@@ -16,10 +16,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from cityos_knowledge.entities.attributes import format_datetime, render_instance
+from cityos_knowledge.entities.attributes import DELETED_AT, format_datetime, render_instance
 from cityos_knowledge.store.tables import DEFAULT_DATASET, attribute_instances, entities
 from cityos_knowledge.temporal.params import TemporalQuery
 
@@ -45,19 +45,29 @@ def time_column(timeproperty: str) -> ColumnElement[Any]:
         return history.c.created_at
     if timeproperty == "modifiedAt":
         return func.coalesce(history.c.modified_at, history.c.created_at)
+    # observedAt; a recorded deletion (deletedAt) keeps its deletion time there, unobserved.
     return history.c.observed_at
 
 
 def window(query: TemporalQuery) -> list[ColumnElement[bool]]:
-    """The time filter of a request as clauses over ``attribute_instances``."""
+    """The time filter of a request as clauses over ``attribute_instances``.
+
+    Recorded deletions (4.5.7) are what ``timeproperty=deletedAt`` reads, and only that.
+    """
     column = time_column(query.timeproperty)
+    deletion = history.c.extras.has_key(DELETED_AT)
+    clauses: list[ColumnElement[bool]] = [
+        deletion
+        if query.timeproperty == "deletedAt"
+        else or_(history.c.extras.is_(None), ~deletion)
+    ]
     if query.timerel == "before":
-        return [column < query.time_at]
-    if query.timerel == "after":
-        return [column >= query.time_at]
-    if query.timerel == "between":
-        return [column >= query.time_at, column < query.end_time_at]
-    return []
+        clauses.append(column < query.time_at)
+    elif query.timerel == "after":
+        clauses.append(column >= query.time_at)
+    elif query.timerel == "between":
+        clauses.extend([column >= query.time_at, column < query.end_time_at])
+    return clauses
 
 
 def selection(ids: Sequence[str], names: Sequence[str] | None) -> list[ColumnElement[bool]]:

@@ -115,7 +115,7 @@ async def temporal_parameters(
     timeAt: InstantParam = None,  # noqa: N803
     endTimeAt: InstantParam = None,  # noqa: N803
     timeproperty: Annotated[
-        str | None, Query(description="observedAt | createdAt | modifiedAt")
+        str | None, Query(description="observedAt | createdAt | modifiedAt | deletedAt")
     ] = None,
     lastN: LastNParam = None,  # noqa: N803
     aggrMethods: Annotated[str | None, Query(description="totalCount, avg, max, …")] = None,  # noqa: N803
