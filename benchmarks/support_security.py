@@ -8,7 +8,11 @@
 issuer of the tests serves discovery and JWKS once); (b) a protected route answered through
 the assembled app (TestClient, no network) with ``CITYOS_AUTH=off`` and ``keycloak``, to show
 what validation adds per request; (c) audit events appended to the hash chain in an
-embedded PostgreSQL, in batches of 500 (what the consumer does), then verified.
+embedded PostgreSQL, in batches of 500 (what the consumer does), then verified; (d) the
+knowledge facade's Query Entities and Retrieve Entity on 3,000 entities with no data scope,
+an unrestricted one (what development mode and administrators pass: must cost the same),
+a tenant-only one (a typical non-administrator), a type-restricted one and one that also
+hides attributes, interleaved in rounds, with each one's rate as a ratio of "no scope".
 Figures are printed, never asserted (see docs/performance.md).
 """
 
@@ -33,6 +37,8 @@ from cityos_kernel.database import sqlalchemy_url
 from cityos_kernel.events.payloads import AuditEventV1
 from cityos_kernel.events.topics import AUDIT
 from cityos_kernel.settings import PlatformSettings
+from cityos_knowledge.layer import KnowledgeLayer
+from cityos_knowledge.service import DataScope, KnowledgeService, parse_entity_query
 from cityos_support.audit.signing import CheckpointSigner
 from cityos_support.audit.store import AuditStore
 from cityos_support.layer import SupportLayer
@@ -112,12 +118,100 @@ def bench_audit(count: int) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
+
+SCOPES: dict[str, DataScope | None] = {
+    "no scope": None,
+    "unrestricted": DataScope(tenants=None, readable_types=None, writable_types=None),
+    "tenant only": DataScope(
+        tenants=frozenset({"city"}), readable_types=None, writable_types=frozenset()
+    ),
+    "two readable types": DataScope(
+        tenants=frozenset({"city"}),
+        readable_types=frozenset({"ParkingSpot", "Streetlight"}),
+        writable_types=frozenset(),
+    ),
+    "types + hidden attributes": DataScope(
+        tenants=frozenset({"city"}),
+        readable_types=frozenset({"ParkingSpot", "Streetlight"}),
+        writable_types=frozenset(),
+        attributes={"ParkingSpot": frozenset({"status"})},
+    ),
+}
+
+
+def bench_data_scope(count: int, rounds: int) -> None:
+    base = Path(tempfile.mkdtemp(prefix="cityos-bench-"))
+    base.chmod(0o755)
+    server = EmbeddedPostgres(base / "data", durable=False)
+    try:
+        server.start()
+        server.create_database("scope")
+        url = server.url("scope")
+        upgrade(url, [KnowledgeLayer()])
+        service = KnowledgeService.from_url(url)
+        kinds = ("ParkingSpot", "Streetlight", "WaterMeter")
+        entities = [
+            {
+                "id": f"urn:ngsi-ld:{kinds[n % 3]}:{n}",
+                "type": VOCAB + kinds[n % 3],
+                VOCAB + "status": {"type": "Property", "value": "free" if n % 2 else "taken"},
+                VOCAB + "owner": {"type": "Property", "value": f"owner-{n % 40}"},
+                VOCAB + "level": {"type": "Property", "value": n % 100},
+            }
+            for n in range(count)
+        ]
+        service.batch_create("city", entities)
+        query = parse_entity_query({"type": "ParkingSpot", "q": "level>10", "limit": "20"})
+
+        def expand(term: str) -> str:
+            return VOCAB + term
+
+        timings: dict[str, list[float]] = {name: [] for name in SCOPES}
+        retrievals: dict[str, list[float]] = {name: [] for name in SCOPES}
+        names = list(SCOPES)
+        for number in range(rounds):
+            # A rotating order, so that no scope always runs on the warmest caches.
+            for name in names[number % len(names) :] + names[: number % len(names)]:
+                scope = SCOPES[name]
+                started = time.perf_counter()
+                for _ in range(50):
+                    service.query_entities("city", query, expand=expand, scope=scope)
+                timings[name].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                for _ in range(50):
+                    service.retrieve_entity("city", "urn:ngsi-ld:ParkingSpot:0", scope=scope)
+                retrievals[name].append(time.perf_counter() - started)
+        baseline = sum(timings["no scope"])
+        retrieve_baseline = sum(retrievals["no scope"])
+        for name in SCOPES:
+            spent, fetched = sum(timings[name]), sum(retrievals[name])
+            calls = 50 * rounds
+            print(
+                f"data scope '{name}': query {calls / spent:,.0f}/s "
+                f"({baseline / spent:.0%} of no scope), "
+                f"retrieve {calls / fetched:,.0f}/s ({retrieve_baseline / fetched:.0%})"
+            )
+        service.close()
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--scope-entities", type=int, default=3000)
+    parser.add_argument("--scope-rounds", type=int, default=10)
+    parser.add_argument(
+        "--only-scope", action="store_true", help="run only (d), the data-scope measurement"
+    )
     args = parser.parse_args()
+    if args.only_scope:
+        bench_data_scope(args.scope_entities, args.scope_rounds)
+        return
     issuer = LoopbackIssuer()
     issuer.start()
     try:
@@ -126,6 +220,7 @@ def main() -> None:
     finally:
         issuer.stop()
     bench_audit(args.events)
+    bench_data_scope(args.scope_entities, args.scope_rounds)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ authorization.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -73,12 +74,14 @@ def _text_array(values: Iterable[str]) -> ColumnElement[Any]:
     return literal(sorted(values), ARRAY(Text))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DataAccess:
     """A data scope in the store's terms (expanded IRIs), ready to be added to SQL.
 
     ``None`` for ``tenants``, ``readable`` or ``writable`` means "all";
     ``restricted`` maps a readable entity type to the only attributes visible on it.
+    Instances are shared (:func:`data_access` keeps the recent ones), so the SQL they build
+    for documents is built once per scope, not once per request.
     """
 
     tenants: frozenset[str] | None
@@ -168,6 +171,7 @@ class DataAccess:
             clauses.extend(self._name_visible(name) for name in referenced(query, expand))
         return and_(*clauses)
 
+    @functools.lru_cache(maxsize=16)  # noqa: B019 (instances are few and shared)
     def document(self, document: ColumnElement[Any]) -> ColumnElement[Any]:
         """An entity's JSON (a column over ``entities``) without its hidden attributes."""
         if not self.restricted:
@@ -268,23 +272,36 @@ def data_access(scope: DataScope | None, *, vocabulary: str) -> DataAccess | Non
         and not scope.attributes
     ):
         return None
+    attributes = tuple(sorted((t, frozenset(names)) for t, names in scope.attributes.items()))
+    return _data_access(
+        scope.tenants, scope.readable_types, scope.writable_types, attributes, vocabulary
+    )
 
+
+@functools.lru_cache(maxsize=256)
+def _data_access(
+    tenants: frozenset[str] | None,
+    readable_types: frozenset[str] | None,
+    writable_types: frozenset[str] | None,
+    attributes: tuple[tuple[str, frozenset[str]], ...],
+    vocabulary: str,
+) -> DataAccess:
     def expanded(names: Iterable[str] | None) -> frozenset[str] | None:
         return None if names is None else frozenset(expand_term(n, vocabulary) for n in names)
 
-    readable = expanded(scope.readable_types)
+    readable = expanded(readable_types)
     restricted = {
         expand_term(entity_type, vocabulary): frozenset(
             expand_term(name, vocabulary) for name in names
         )
-        for entity_type, names in scope.attributes.items()
+        for entity_type, names in attributes
     }
     if readable is not None:
         restricted = {t: names for t, names in restricted.items() if t in readable}
     return DataAccess(
-        tenants=scope.tenants,
+        tenants=tenants,
         readable=readable,
-        writable=expanded(scope.writable_types),
+        writable=expanded(writable_types),
         restricted=restricted,
     )
 
