@@ -219,3 +219,21 @@ def test_a_scoped_view_applies_its_scope_to_every_call(city: KnowledgeService) -
     everything = DataScope(tenants=None, readable_types=None, writable_types=None)
     assert city.scoped(everything) is city
     assert len(city.query_entities("city", parse_entity_query({})).entities) == 3
+
+
+def test_a_partial_attribute_update_checks_tenant_and_type(city: KnowledgeService) -> None:
+    writes_everything = DataScope(
+        tenants=frozenset({"city"}), readable_types=None, writable_types=None
+    )
+    spot = "urn:ngsi-ld:ParkingSpot:1"
+    city.patch_attribute("city", spot, STATUS, {"value": "taken"}, scope=writes_everything)
+    assert city.retrieve_entity("city", spot)[STATUS]["value"] == "taken"
+    with pytest.raises(AccessDeniedError):
+        city.patch_attribute(
+            "other", "urn:ngsi-ld:ParkingSpot:9", STATUS, {"value": "x"}, scope=writes_everything
+        )
+    with pytest.raises(AccessDeniedError):
+        city.patch_attribute("city", "urn:ngsi-ld:Person:1", AGE, {"value": 41}, scope=APP)
+    city.patch_attribute("city", spot, STATUS, {"value": "free"}, scope=APP)
+    assert city.retrieve_entity("city", spot)[STATUS]["value"] == "free"
+    assert city.retrieve_entity("city", "urn:ngsi-ld:Person:1")[AGE]["value"] == 40
