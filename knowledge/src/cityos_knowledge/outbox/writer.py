@@ -85,17 +85,20 @@ _ANNOUNCE_SQL = """
 WITH meta AS (
   SELECT * FROM jsonb_to_recordset(CAST(:meta AS jsonb))
     AS m(entity_id text, change text, attributes jsonb, correlation_id text)
-), docs AS ({update})
-INSERT INTO cityos_knowledge.outbox (tenant, topic, key, envelope)
-SELECT :tenant, :topic, docs.id,
-  CAST(:envelope AS jsonb) || jsonb_build_object(
-    'id', gen_random_uuid(),
-    'correlation_id', coalesce(meta.correlation_id, gen_random_uuid()::text),
-    'payload', CAST(:payload AS jsonb) || jsonb_build_object(
-      'entity_id', docs.id, 'entity_types', to_jsonb(docs.types), 'change', meta.change,
-      'attributes', meta.attributes, 'entity', docs.entity))
-FROM docs JOIN meta ON meta.entity_id = docs.id
-ORDER BY docs.id
+), docs AS ({update}), events AS (
+  INSERT INTO cityos_knowledge.outbox (tenant, topic, key, envelope)
+  SELECT :tenant, :topic, docs.id,
+    CAST(:envelope AS jsonb) || jsonb_build_object(
+      'id', gen_random_uuid(),
+      'correlation_id', coalesce(meta.correlation_id, gen_random_uuid()::text),
+      'payload', CAST(:payload AS jsonb) || jsonb_build_object(
+        'entity_id', docs.id, 'entity_types', to_jsonb(docs.types), 'change', meta.change,
+        'attributes', meta.attributes, 'entity', docs.entity))
+  FROM docs JOIN meta ON meta.entity_id = docs.id
+  ORDER BY docs.id
+  RETURNING 1
+)
+SELECT count(*), pg_notify(:channel, '') FROM events
 """
 
 
@@ -106,8 +109,9 @@ def announce_documents(
     announcements: Sequence[Announcement],
     now: datetime,
 ) -> int:
-    """Rebuild the documents of the announced entities and write their change events, in
-    one statement: the documents never travel to Python and back (the ingest's hot path).
+    """Rebuild the documents of the announced entities, write their change events and ask
+    for the relay to be woken at commit, in one statement: the documents never travel to
+    Python and back (the ingest's hot path).
 
     The envelope is a template made by the topic's own models (so it carries every field
     with its current name and version); SQL fills in the per-entity parts. The tests decode
@@ -143,7 +147,7 @@ def announce_documents(
             "topic": ENTITIES_CHANGED.name,
             "envelope": orjson.dumps(template).decode(),
             "payload": orjson.dumps(payload).decode(),
+            "channel": CHANNEL,
         },
-    ).rowcount
-    connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    ).scalar_one()
     return int(written)
