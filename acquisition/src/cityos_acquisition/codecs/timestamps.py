@@ -46,6 +46,8 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 def observation_time(device_time: Any, arrival: datetime) -> datetime:
     """The device's time when it is present and plausible, otherwise the arrival time."""
+    if device_time is None and arrival.tzinfo is UTC:
+        return arrival  # the common case, once per message
     arrival = arrival.astimezone(UTC) if arrival.tzinfo else arrival.replace(tzinfo=UTC)
     parsed = parse_timestamp(device_time) if device_time is not None else None
     if parsed is None or parsed < EARLIEST_VALID or parsed > arrival + MAX_CLOCK_AHEAD:

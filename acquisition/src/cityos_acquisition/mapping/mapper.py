@@ -168,21 +168,23 @@ def map_measures(
             else:
                 own.append(attribute)
         if own:
-            own.extend(
-                Attribute(
-                    static.name,
-                    cast_value(static.value, static.type),
-                    observed_at,
-                    kind_of(static.type),
-                    static.unit_code,
+            if profile.static_attributes:
+                own.extend(
+                    Attribute(
+                        static.name,
+                        cast_value(static.value, static.type),
+                        observed_at,
+                        kind_of(static.type),
+                        static.unit_code,
+                    )
+                    for static in profile.static_attributes
                 )
-                for static in profile.static_attributes
-            )
             observations.append(
                 Observation(own_id, profile.entity_type, own, profile.device_id, received_at)
             )
-        observations.extend(
-            Observation(entity_id, entity_type, attributes, profile.device_id, received_at)
-            for entity_id, (entity_type, attributes) in entities.items()
-        )
+        if entities:
+            observations.extend(
+                Observation(entity_id, entity_type, attributes, profile.device_id, received_at)
+                for entity_id, (entity_type, attributes) in entities.items()
+            )
     return observations
