@@ -112,3 +112,11 @@ def test_create_with_a_non_object_body_is_an_invalid_request(ngsi_client: TestCl
     response = ngsi_client.post(f"{API}/entities", json=[])
     assert response.status_code == 400
     assert response.json()["type"] == ERRORS + "InvalidRequest"
+
+
+def test_an_id_upserted_twice_is_listed_once(ngsi_client: TestClient) -> None:
+    other = {"id": "urn:ngsi-ld:Building:2", "type": "Building"}
+    first = {"id": BUILDING, "type": "Building"}
+    response = ngsi_client.post(f"{API}/entityOperations/upsert", json=[first, other, first])
+    assert response.status_code == 201, response.text
+    assert response.json() == [BUILDING, "urn:ngsi-ld:Building:2"]

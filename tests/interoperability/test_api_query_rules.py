@@ -139,3 +139,57 @@ def test_query_body_selectors_pick_and_id_precedence(ngsi_client: TestClient) ->
         query, json={"type": "Query", "entities": [{"type": "Vehicle"}], "pick": ["speed"]}
     )
     assert picked.json() == [{"speed": {"type": "Property", "value": 80}}]
+
+
+def test_pages_link_to_their_neighbours(ngsi_client: TestClient) -> None:
+    for letter in "ABC":
+        vehicle = {"id": f"urn:ngsi-ld:Vehicle:{letter}", "type": "Vehicle"}
+        assert ngsi_client.post(f"{API}/entities", json=vehicle).status_code == 201
+
+    def links(offset: int) -> dict[str, str]:
+        response = ngsi_client.get(
+            f"{API}/entities",
+            params={"type": "Vehicle", "limit": "1", "offset": str(offset), "count": "true"},
+        )
+        assert response.status_code == 200 and len(response.json()) == 1
+        found = {}
+        for link in response.headers["Link"].split(", "):
+            target, _, attributes = link.partition(";")
+            if 'rel="prev"' in attributes or 'rel="next"' in attributes:
+                found["prev" if "prev" in attributes else "next"] = target.strip("<>")
+        return found
+
+    base = f"{API}/entities?count=true&limit=1"
+    assert links(0) == {"next": f"{base}&offset=1&type=Vehicle"}
+    assert links(1) == {
+        "prev": f"{base}&offset=0&type=Vehicle",
+        "next": f"{base}&offset=2&type=Vehicle",
+    }
+    assert links(2) == {"prev": f"{base}&offset=1&type=Vehicle"}
+
+
+def test_entities_a_pick_leaves_empty_are_not_results(ngsi_client: TestClient) -> None:
+    seed(ngsi_client)
+    plain = {"id": "urn:ngsi-ld:Vehicle:B", "type": "Vehicle"}
+    assert ngsi_client.post(f"{API}/entities", json=plain).status_code == 201
+    response = ngsi_client.get(f"{API}/entities", params={"type": "Vehicle", "pick": "speed"})
+    assert response.json() == [{"speed": {"type": "Property", "value": 80}}]
+
+
+def test_retrieve_with_only_unknown_attrs_is_not_found(ngsi_client: TestClient) -> None:
+    seed(ngsi_client)
+    path = f"{API}/entities/{VEHICLE}"
+    problem(ngsi_client.get(path, params={"attrs": "unknown"}), 404, "ResourceNotFound")
+    assert set(ngsi_client.get(path, params={"attrs": "unknown,speed"}).json()) == {
+        "id",
+        "type",
+        "speed",
+    }
+
+
+def test_a_malformed_context_source_filter_is_bad_request_data(ngsi_client: TestClient) -> None:
+    seed(ngsi_client)
+    bad = ngsi_client.get(f"{API}/entities", params={"type": "Vehicle", "csf": "))bad(("})
+    problem(bad, 400, "BadRequestData")
+    good = ngsi_client.get(f"{API}/entities", params={"type": "Vehicle", "csf": 'name=="x"'})
+    assert [entity["id"] for entity in good.json()] == [VEHICLE]

@@ -9,6 +9,7 @@ failed, else 207 with ``{"success": [ids], "errors": [{"entityId", "error"}]}``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -46,8 +47,9 @@ from cityos_interoperability.ngsild.facade import (
     NonexistentTenantError,
     parse_query,
 )
+from cityos_interoperability.ngsild.jsonld.context import ContextValue
 from cityos_interoperability.ngsild.jsonld.expansion import Expander, is_uri
-from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD
+from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, context_from_link_header
 from cityos_interoperability.ngsild.projection import check_join
 from cityos_interoperability.ngsild.representation import parse_options
 from cityos_interoperability.ngsild.responses import no_content
@@ -92,6 +94,15 @@ def _problem(error: Exception) -> dict[str, Any]:
 BatchOperation = Literal["create", "upsert", "update", "delete", "merge"]
 
 
+@dataclass(frozen=True)
+class BatchItem:
+    """One entity of a batch body, the @context to expand it with, or why it is refused."""
+
+    entity: dict[str, Any]
+    context: ContextValue | None
+    problem: NgsiLdError | None = None
+
+
 def batch_response(
     outcome: BatchResult, rejected: list[tuple[str, Exception]], *, created: bool
 ) -> Response:
@@ -113,34 +124,64 @@ def build(services: ApiServices) -> APIRouter:
     router = APIRouter(route_class=services.route_class, tags=["Batch operations"])
     settings = services.settings
 
-    async def read_batch(request: Request) -> list[Any]:
+    async def read_batch(request: Request) -> list[BatchItem]:
+        """The items of a batch body, each with its @context or what is wrong with it.
+
+        6.3.5 applies per entity (5.6.7.4): an item with an @context sent as JSON, or
+        without one sent as JSON-LD, is reported in ``errors`` while the others proceed.
+        A body that is not an array of objects, or JSON-LD with a Link header, is refused.
+        """
         document = await read_document(
-            request, max_bytes=settings.max_request_bytes, context_per_item=True
+            request, max_bytes=settings.max_request_bytes, carries_context=False
         )
-        if not isinstance(document.body, list) or not document.body:
+        body = document.body
+        if not isinstance(body, list) or not body:
             raise BadRequestDataError("a batch body must be a non-empty JSON array")
-        if len(document.body) > settings.max_batch_entities:
+        if not all(isinstance(item, dict) for item in body):
+            raise BadRequestDataError("every item of a batch body must be an entity object")
+        if len(body) > settings.max_batch_entities:
             raise BadRequestDataError(
                 f"a batch may carry at most {settings.max_batch_entities} entities"
             )
-        link = None if document.media_type == JSON_LD else document.context
-        return [(item, link) for item in document.body]
+        link = context_from_link_header(request.headers.get("link"))
+        if document.media_type == JSON_LD:
+            if link is not None:
+                raise BadRequestDataError(
+                    "a JSON-LD body carries its @context; a Link header is not allowed with it"
+                )
+            return [
+                BatchItem(item, item.get("@context"))
+                if "@context" in item
+                else BatchItem(item, None, BadRequestDataError("the entity has no @context"))
+                for item in body
+            ]
+        return [
+            BatchItem(
+                item,
+                link,
+                BadRequestDataError("an entity sent as application/json has an @context")
+                if "@context" in item
+                else None,
+            )
+            for item in body
+        ]
 
     async def expand_all(
-        items: list[Any], *, partial: bool
+        items: list[BatchItem], *, partial: bool
     ) -> tuple[list[dict[str, Any]], list[tuple[str, Exception]]]:
         accepted: list[dict[str, Any]] = []
         rejected: list[tuple[str, Exception]] = []
-        for item, link_context in items:
-            entity_id = item.get("id", "") if isinstance(item, dict) else ""
+        for item in items:
+            entity_id = str(item.entity.get("id", ""))
             try:
-                context = item.get("@context") if isinstance(item, dict) else None
-                terms = await services.terms(context if context is not None else link_context)
+                if item.problem is not None:
+                    raise item.problem
+                terms = await services.terms(item.context)
                 accepted.append(
-                    Expander(terms, partial=partial).entity(item, require_type=not partial)
+                    Expander(terms, partial=partial).entity(item.entity, require_type=not partial)
                 )
             except NgsiLdError as error:
-                rejected.append((str(entity_id), error))
+                rejected.append((entity_id, error))
         return accepted, rejected
 
     async def run(
@@ -196,7 +237,8 @@ def build(services: ApiServices) -> APIRouter:
             if outcome.errors or rejected:
                 return batch_response(outcome, rejected, created=False)
             # 201 with the ids of the entities it created, 204 when it only replaced.
-            created = [i for i in outcome.success if i not in existing]
+            # An id upserted twice in one batch is one entity: listed once (5.6.8, 5.5.11).
+            created = list(dict.fromkeys(i for i in outcome.success if i not in existing))
             outcome = BatchResult(success=created, errors=outcome.errors)
             return batch_response(outcome, rejected, created=bool(created))
 
@@ -226,8 +268,12 @@ def build(services: ApiServices) -> APIRouter:
     )
     async def batch_delete(request: Request, tenant: TenantDep, scope: WriteScope) -> Response:
         """Delete several entities by id."""
+        # An array of ids has no member an @context could name: none is needed as JSON-LD.
         document = await read_document(
-            request, max_bytes=settings.max_request_bytes, accepted=(JSON, JSON_LD)
+            request,
+            max_bytes=settings.max_request_bytes,
+            accepted=(JSON, JSON_LD),
+            carries_context=False,
         )
         ids = document.body
         if not isinstance(ids, list) or not ids:

@@ -35,6 +35,7 @@ from cityos_interoperability.ngsild.api.common import (
     expand_attrs,
     keep_instances,
     linked_entities,
+    page_links,
     projected,
     query_and_join,
     render_entities,
@@ -44,8 +45,12 @@ from cityos_interoperability.ngsild.api.common import (
 )
 from cityos_interoperability.ngsild.api.query_body import check_collation
 from cityos_interoperability.ngsild.body import read_document
-from cityos_interoperability.ngsild.errors import BadRequestDataError, ResourceNotFoundError
-from cityos_interoperability.ngsild.facade import EntityQuery
+from cityos_interoperability.ngsild.errors import (
+    BadRequestDataError,
+    InvalidRequestError,
+    ResourceNotFoundError,
+)
+from cityos_interoperability.ngsild.facade import EntityQuery, parse_query
 from cityos_interoperability.ngsild.jsonld.expansion import Expander
 from cityos_interoperability.ngsild.linked import Joined
 from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, MERGE_PATCH
@@ -88,6 +93,9 @@ def build(services: ApiServices) -> APIRouter:
     async def create_entity(request: Request, tenant: TenantDep, scope: WriteScope) -> Response:
         """Create an entity."""
         document = await read_document(request, max_bytes=settings.max_request_bytes)
+        if not isinstance(document.body, dict):
+            # Not an entity at all (e.g. ``[]``): the request is malformed, not its data.
+            raise InvalidRequestError("the body of Create Entity must be a JSON object")
         terms = await services.terms(document.context)
         entity = Expander(terms).entity(document.body)
         await run_in_threadpool(facade_for(services, scope).create_entity, tenant, entity)
@@ -120,6 +128,7 @@ def build(services: ApiServices) -> APIRouter:
         order_by: Annotated[str | None, Query(alias="orderBy")] = None,
         order_from: Annotated[str | None, Query(alias="orderFrom")] = None,
         collation: str | None = None,
+        csf: Annotated[str | None, Query(description="Context source filter (4.9 syntax)")] = None,
         dataset_id: DatasetIdParam = None,
         limit: Annotated[int | None, Query(ge=0)] = None,
         offset: Annotated[int, Query(ge=0)] = 0,
@@ -132,6 +141,10 @@ def build(services: ApiServices) -> APIRouter:
         rep = projected(options, format, lang, chosen)
         active_join, level = check_join(join, join_level, *chosen)
         check_collation(collation)
+        if csf is not None:
+            # csf selects the context sources a query is forwarded to (5.7.2.4); this broker
+            # registers none, so it only has to be well formed.
+            parse_query({"q": csf}, max_limit=settings.max_page_size)
         datasets = dataset_ids(dataset_id)
         terms = await request_terms(services, request)
         query = entity_query(settings, top_level(request.query_params))
@@ -153,6 +166,16 @@ def build(services: ApiServices) -> APIRouter:
         headers = {}
         if count and page.count is not None:
             headers["NGSILD-Results-Count"] = str(page.count)
+        links = page_links(
+            request,
+            media_type,
+            offset=query.offset,
+            limit=query.limit,
+            returned=len(page.entities),
+            total=page.count,
+        )
+        if links:
+            headers["Link"] = links
         return await render_entities(
             request,
             media_type,
@@ -243,6 +266,9 @@ def build(services: ApiServices) -> APIRouter:
             )
             if type is not None and not has_types(entity, type, terms.expand):
                 raise ResourceNotFoundError(f"entity {entityId} is not of type {type}")
+            if chosen[2] is not None and not set(entity) - NOT_ATTRIBUTES:
+                # 5.7.1.4: the entity has none of the attributes asked for.
+                raise ResourceNotFoundError(f"entity {entityId} has none of the attributes {attrs}")
             if datasets is not None:
                 entity = keep_instances(entity, datasets)
             return linked_entities(
@@ -321,6 +347,7 @@ def build(services: ApiServices) -> APIRouter:
         "/entities/{entityId}", operation_id="deleteEntity", status_code=204, dependencies=WRITE
     )
     async def delete_entity(
+        request: Request,
         entityId: str,  # noqa: N803
         tenant: TenantDep,
         scope: WriteScope,
@@ -329,12 +356,35 @@ def build(services: ApiServices) -> APIRouter:
     ) -> Response:
         """Delete an entity."""
         check_entity_id(entityId)
-        await run_in_threadpool(facade_for(services, scope).delete_entity, tenant, entityId)
+        facade = facade_for(services, scope)
+        if type is not None:
+            # 5.6.6.4: with a type selector, an entity of another type is not found.
+            terms = await request_terms(services, request)
+
+            def delete_if_typed() -> None:
+                entity = facade.retrieve_entity(tenant, entityId, attrs=[])
+                if not has_types(entity, type, terms.expand):
+                    raise ResourceNotFoundError(f"entity {entityId} is not of type {type}")
+                facade.delete_entity(tenant, entityId)
+
+            await run_in_threadpool(delete_if_typed)
+            return no_content()
+        await run_in_threadpool(facade.delete_entity, tenant, entityId)
         return no_content()
+
+    # ``/entities/`` is redirected here: PUT or PATCH without an entity id is a bad request
+    # (5.6.17.4, 5.6.18.4), not a method the collection lacks (405).
+    @router.put("/entities", include_in_schema=False, dependencies=WRITE)
+    @router.patch("/entities", include_in_schema=False, dependencies=WRITE)
+    async def write_without_id() -> Response:
+        """Replace or merge without an entity id in the path."""
+        raise BadRequestDataError("the path names no entity: /entities/{entityId}")
 
     return router
 
 
+#: Members of a stored entity that are not attributes.
+NOT_ATTRIBUTES = frozenset({"id", "type", "scope", "createdAt", "modifiedAt", "@context"})
 #: Attributes the broker maintains; a purge filter must name at least one other (5.6.21.4).
 SYSTEM_ATTRIBUTES = frozenset({"createdAt", "modifiedAt", "deletedAt"})
 
