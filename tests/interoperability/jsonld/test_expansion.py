@@ -16,6 +16,7 @@ from cityos_interoperability.ngsild.jsonld.expansion import Expander
 from cityos_interoperability.ngsild.representation import (
     Compactor,
     Representation,
+    choose_language,
     parse_options,
 )
 
@@ -240,8 +241,17 @@ def test_lang_with_weights_picks_the_preferred_language(terms: TermMap) -> None:
     expanded = Expander(terms).entity(VEHICLE)
     chosen = Compactor(terms, Representation(lang="de;q=0.9,fr;q=1.0")).entity(expanded)
     assert chosen["name"]["value"] == "Voiture"
-    every = Compactor(terms, Representation(lang="*")).entity(expanded)
-    assert every["name"]["type"] == "LanguageProperty"
+    # 4.15 / RFC 4647: "*" matches any language — one of them is served, tagged.
+    anyone = Compactor(terms, Representation(lang="*")).entity(expanded)
+    assert anyone["name"]["type"] == "Property"
+    assert anyone["name"]["lang"] in VEHICLE["name"]["languageMap"]
+
+
+def test_lang_ranges_truncate_and_extend() -> None:
+    streets = {"fr": "Grand Place", "nl": "Grote Markt", "en-US": "Main Square"}
+    assert choose_language(streets, "nl-BE") == ("nl", "Grote Markt")
+    assert choose_language(streets, "EN") == ("en-US", "Main Square")
+    assert choose_language(streets, "pt") == ("fr", "Grand Place")  # any, when none match
 
 
 def test_partial_fragment_needs_no_main_member(terms: TermMap) -> None:

@@ -230,9 +230,14 @@ class Compactor:
 
 
 def choose_language(language_map: Mapping[str, Any], wanted: str) -> tuple[str, Any] | None:
-    """The (tag, text) to show for ``lang`` (a tag, a list with weights, or ``*``)."""
-    if wanted.strip() == "*":
-        return None
+    """The (tag, text) to show for ``lang`` (4.15): a tag, a list with weights, or ``*``.
+
+    Ranges are tried by weight, then position; each as an RFC 4647 lookup (exact tag,
+    case-insensitively, then the range truncated: ``nl-BE`` finds ``nl``) and then as a
+    prefix of a longer tag (``en`` finds ``en-US``). ``*`` or no match: any language, the
+    ``@none`` entry first.
+    """
+    by_lower = {key.lower(): key for key in language_map}
     preferences: list[tuple[float, int, str]] = []
     for position, item in enumerate(wanted.split(",")):
         tag, _, weight = item.strip().partition(";q=")
@@ -240,12 +245,17 @@ def choose_language(language_map: Mapping[str, Any], wanted: str) -> tuple[str, 
             q = float(weight) if weight else 1.0
         except ValueError:
             q = 1.0
-        preferences.append((-q, position, tag.strip()))
+        preferences.append((-q, position, tag.strip().lower()))
     for _, _, tag in sorted(preferences):
-        if tag in language_map:
-            return tag, language_map[tag]
-        for key in language_map:
-            if key.lower().split("-")[0] == tag.lower():
+        if tag == "*":
+            break
+        subtags = tag.split("-")
+        for length in range(len(subtags), 0, -1):
+            key = by_lower.get("-".join(subtags[:length]))
+            if key is not None:
+                return key, language_map[key]
+        for lower, key in by_lower.items():
+            if lower.startswith(tag + "-"):
                 return key, language_map[key]
     if "@none" in language_map:
         return "@none", language_map["@none"]

@@ -48,7 +48,10 @@ def json_response(
         elif isinstance(content, dict):
             content = _with_context(content, context)
     if media_type == JSON or (media_type == GEO_JSON and not embed_context):
-        all_headers["Link"] = link_header(context_link_url(terms))
+        context_link = link_header(context_link_url(terms))
+        # Other links (pagination, 5.5.9) share the header with the @context link.
+        other = all_headers.get("Link")
+        all_headers["Link"] = f"{other}, {context_link}" if other else context_link
     return Response(
         content=orjson.dumps(content),
         status_code=status_code,

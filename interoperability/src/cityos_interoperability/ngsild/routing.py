@@ -68,9 +68,18 @@ class NgsiLdRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
+            response = await answer(request)
+            # 6.3.14: a request's NGSILD-Tenant header is also present in the response,
+            # errors included (a NonexistentTenant answer names the tenant it looked for).
+            tenant = request.headers.get(TENANT_HEADER)
+            if tenant:
+                response.headers[TENANT_HEADER] = tenant
+            return response
+
+        async def answer(request: Request) -> Response:
             try:
                 self._check_preconditions(request)
-                response = await handler(request)
+                return await handler(request)
             except NgsiLdError as exc:
                 return problem_response(exc)
             except RequestValidationError as exc:
@@ -87,11 +96,6 @@ class NgsiLdRoute(APIRoute):
                 return problem_response(
                     InternalError(f"internal error ({type(exc).__name__}); see the server log")
                 )
-            # 6.3.14: a request's NGSILD-Tenant header is also present in the response.
-            tenant = request.headers.get(TENANT_HEADER)
-            if tenant and response.status_code < 400:
-                response.headers[TENANT_HEADER] = tenant
-            return response
 
         return handle
 

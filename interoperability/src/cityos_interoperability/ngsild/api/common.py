@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Query
 from starlette.concurrency import run_in_threadpool
@@ -242,6 +243,8 @@ async def render_entities(
     if single and not rendered[0]:
         # 4.21: a projection that leaves nothing of the entity matches no entity member.
         raise ResourceNotFoundError("pick/omit leave no member of the entity")
+    # ... and in a list, such an entity is not one of the results.
+    rendered = [entity for entity in rendered if entity]
     return json_response(
         rendered[0] if single else rendered, media_type=media_type, terms=terms, headers=headers
     )
@@ -322,6 +325,47 @@ def linked_entities(
     return join_linked(
         entities, rep, terms, fetch, join="flat" if join == "flat" else "inline", level=level
     )
+
+
+#: Characters left unescaped in the query strings of pagination links.
+_QUERY_SAFE = ":/*,;|!$'()+@[]{}^"
+
+
+def page_links(
+    request: Request,
+    media_type: str,
+    *,
+    offset: int,
+    limit: int,
+    returned: int,
+    total: int | None,
+) -> str | None:
+    """The ``Link`` header value with ``prev``/``next`` pages (4.12, 5.5.9), or None.
+
+    ``next`` is given when elements remain: known from the total when the client asked
+    for ``count``, otherwise assumed when the page came back full. The links repeat the
+    request's parameters (sorted) with ``offset`` and ``limit`` moved.
+    """
+    if limit == 0:
+        return None
+    more = offset + returned < total if total is not None else returned == limit
+    links = []
+    if offset > 0:
+        links.append((max(0, offset - limit), "prev"))
+    if more:
+        links.append((offset + limit, "next"))
+    if not links:
+        return None
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in {"offset", "limit"}]
+
+    def link(page_offset: int, rel: str) -> str:
+        items = sorted([*kept, ("limit", str(limit)), ("offset", str(page_offset))])
+        query = "&".join(
+            f"{quote(k, safe=_QUERY_SAFE)}={quote(v, safe=_QUERY_SAFE)}" for k, v in items
+        )
+        return f'<{request.url.path}?{query}>; rel="{rel}"; type="{media_type}"'
+
+    return ", ".join(link(page_offset, rel) for page_offset, rel in links)
 
 
 def entity_query(settings: InteroperabilitySettings, parameters: Mapping[str, str]) -> EntityQuery:

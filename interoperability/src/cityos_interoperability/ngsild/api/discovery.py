@@ -59,7 +59,9 @@ def build(services: ApiServices) -> APIRouter:
             }
         return await respond(request, terms, body)
 
-    @router.get("/types/{type}", operation_id="retrieveEntityTypeInfo", dependencies=READ)
+    # ``:path``: a type or attribute may be named by its full IRI, whose percent-encoded
+    # slashes arrive decoded (``/types/https%3A%2F%2Fexample.org%2FBuilding``).
+    @router.get("/types/{type:path}", operation_id="retrieveEntityTypeInfo", dependencies=READ)
     async def type_info(
         request: Request,
         type: str,
@@ -110,7 +112,7 @@ def build(services: ApiServices) -> APIRouter:
             }
         return await respond(request, terms, body)
 
-    @router.get("/attributes/{attrId}", operation_id="retrieveAttrTypeInfo", dependencies=READ)
+    @router.get("/attributes/{attrId:path}", operation_id="retrieveAttrTypeInfo", dependencies=READ)
     async def attribute_info(
         request: Request,
         attrId: str,  # noqa: N803
