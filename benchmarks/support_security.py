@@ -12,19 +12,26 @@ embedded PostgreSQL, in batches of 500 (what the consumer does), then verified; 
 knowledge facade's Query Entities and Retrieve Entity on 3,000 entities with no data scope,
 an unrestricted one (what development mode and administrators pass: must cost the same),
 a tenant-only one (a typical non-administrator), a type-restricted one and one that also
-hides attributes, interleaved in rounds, with each one's rate as a ratio of "no scope".
+hides attributes, interleaved in rounds, with each one's rate as a ratio of "no scope";
+(e) what the security seam adds to one request, straight into an ASGI app (no HTTP client),
+``CITYOS_AUTH=keycloak`` with a cached token: a route with ``require()`` alone, the same
+route also taking the caller's ``data_scope()`` (what the NGSI-LD routes do), and a write
+with and without the write-audit middleware.
 Figures are printed, never asserted (see docs/performance.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
@@ -42,7 +49,11 @@ from cityos_knowledge.service import DataScope, KnowledgeService, parse_entity_q
 from cityos_support.audit.signing import CheckpointSigner
 from cityos_support.audit.store import AuditStore
 from cityos_support.layer import SupportLayer
+from cityos_support.security import data_scope, require
+from cityos_support.security.modes import authorizer_for
+from cityos_support.security.policy import DataScope as SupportScope
 from cityos_support.security.tokens import JwksCache, TokenValidator
+from cityos_support.security.write_audit import WriteAuditMiddleware
 from tests.fixtures.support import AUDIENCE, LoopbackIssuer
 
 
@@ -198,6 +209,84 @@ def bench_data_scope(count: int, rounds: int) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def seam_app(issuer: LoopbackIssuer, *, audit_middleware: bool) -> FastAPI:
+    settings = PlatformSettings(env="development", auth="keycloak", auth_issuer=issuer.url)
+    app = FastAPI()
+    app.state.authorizer = authorizer_for(settings, bus=MemoryBus())
+    if audit_middleware:
+        app.add_middleware(WriteAuditMiddleware)
+
+    @app.get("/plain", dependencies=[Depends(require("entities:read"))])
+    async def plain() -> dict[str, str]:
+        return {}
+
+    @app.get("/scoped", dependencies=[Depends(require("entities:read"))])
+    async def scoped(
+        scope: SupportScope = Depends(data_scope("entities:read")),  # noqa: B008
+    ) -> dict[str, str]:
+        return {}
+
+    @app.post("/write", dependencies=[Depends(require("entities:write"))])
+    async def write() -> dict[str, str]:
+        return {}
+
+    return app
+
+
+async def asgi_call(app: Any, method: str, path: str, token: str) -> int:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 1), "server": ("bench", 80), "state": {},
+        "headers": [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode()),
+                    (b"content-length", b"0")],
+    }  # fmt: skip
+    status: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(int(message["status"]))
+
+    await app(scope, receive, send)
+    return status[0]
+
+
+def bench_seam(issuer: LoopbackIssuer, count: int, rounds: int) -> None:
+    token = issuer.token(roles=("app",), tenants=("*",))
+    bare, audited = (seam_app(issuer, audit_middleware=flag) for flag in (False, True))
+    cases = {
+        "GET, require()": (bare, "GET", "/plain"),
+        "GET, require() + data_scope()": (bare, "GET", "/scoped"),
+        "POST, audited by require()": (bare, "POST", "/write"),
+        "POST, audited by the middleware": (audited, "POST", "/write"),
+    }
+    spent = {name: 0.0 for name in cases}
+    loop = asyncio.new_event_loop()
+
+    async def repeat(app: Any, method: str, path: str, times: int) -> None:
+        for _ in range(times):
+            status = await asgi_call(app, method, path, token)
+            if status != 200:
+                raise RuntimeError(f"{method} {path}: HTTP {status}")
+
+    for app, method, path in cases.values():
+        loop.run_until_complete(repeat(app, method, path, 20))  # warm-up, token cached
+    names = list(cases)
+    for number in range(rounds):
+        for name in names[number % len(names) :] + names[: number % len(names)]:
+            app, method, path = cases[name]
+            started = time.perf_counter()
+            loop.run_until_complete(repeat(app, method, path, count))
+            spent[name] += time.perf_counter() - started
+    loop.close()
+    for name in names:
+        each = spent[name] / (count * rounds) * 1e6
+        print(f"security seam, {name}: {each:,.0f} µs per request")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=2000)
@@ -208,6 +297,9 @@ def main() -> None:
     parser.add_argument(
         "--only-scope", action="store_true", help="run only (d), the data-scope measurement"
     )
+    parser.add_argument(
+        "--only-seam", action="store_true", help="run only (e), the per-request seam costs"
+    )
     args = parser.parse_args()
     if args.only_scope:
         bench_data_scope(args.scope_entities, args.scope_rounds)
@@ -215,8 +307,12 @@ def main() -> None:
     issuer = LoopbackIssuer()
     issuer.start()
     try:
+        if args.only_seam:
+            bench_seam(issuer, 500, 10)
+            return
         bench_tokens(issuer, args.tokens)
         bench_requests(issuer, args.requests)
+        bench_seam(issuer, 500, 10)
     finally:
         issuer.stop()
     bench_audit(args.events)
