@@ -211,6 +211,34 @@ def test_daily_aggregation_of_every_method(history: KnowledgeService) -> None:
     assert entity[STATUS]["avg"] == []
 
 
+def test_periods_start_at_the_oldest_instance_without_a_lower_bound(
+    knowledge_service: KnowledgeService,
+) -> None:
+    entity_id = "urn:ngsi-ld:Sensor:offset"
+    knowledge_service.create_temporal_entity(
+        "city",
+        {
+            "id": entity_id,
+            "type": V + "Sensor",
+            TEMPERATURE: [
+                {"type": "Property", "value": value, "observedAt": at(hours)}
+                for value, hours in ((1, 0.05), (3, 0.5), (5, 1.1), (7, 2.2))
+            ],
+        },
+    )
+    for query in (
+        temporal(aggrMethods="avg", aggrPeriodDuration="PT1H"),
+        temporal(aggrMethods="avg", aggrPeriodDuration="PT1H", timerel="before", timeAt=at(10)),
+    ):
+        entity = knowledge_service.retrieve_temporal("city", entity_id, query)
+        # 4.5.19: the first period starts where the query's range does, the oldest instance.
+        assert entity[TEMPERATURE]["avg"] == [
+            [2, at(0.05), at(1.05)],
+            [5, at(1.05), at(2.05)],
+            [7, at(2.05), at(3.05)],
+        ]
+
+
 def test_aggregation_over_the_whole_window_and_by_the_hour(history: KnowledgeService) -> None:
     whole = history.retrieve_temporal(
         "city", ENTITY, temporal(aggrMethods="max,totalCount"), attrs=[TEMPERATURE]

@@ -1,8 +1,9 @@
 """aggregatedValues: ``<attr>: {"type", "<method>": [[value, start, end], …]}``, in SQL.
 
-Periods come from ``aggrPeriodDuration``: ``date_bin`` for exact spans (starting at
-``timeAt`` for after/between, else at 2000-01-01T00:00Z), ``date_trunc`` for whole months
-and years, and one period for the whole window when it is absent or ``PT0S``. Numeric
+Periods come from ``aggrPeriodDuration``: ``date_bin`` for exact spans starting where the
+query's time range starts (``timeAt`` for after/between, else the oldest instance the
+query selects), ``date_trunc`` for whole months and years, and one period for the whole
+window when it is absent or ``PT0S``. Numeric
 methods (sum, avg, min, max, stddev, sumsq) use the instances' numeric values;
 totalCount and distinctCount count every instance. With TimescaleDB, hourly and daily
 aggregations with aligned bounds are read from the continuous aggregates instead.
@@ -45,7 +46,7 @@ from cityos_knowledge.temporal.reads import (
     window,
 )
 
-#: Where bucketing starts when the request gives no timeAt to start from.
+#: The grid of the continuous aggregates' hourly and daily buckets.
 DEFAULT_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -69,7 +70,9 @@ def _method_column(method: str) -> ColumnElement[Any]:
     return cast(_NUMERIC_METHODS[method](), Float)
 
 
-def _bucket(query: TemporalQuery, at: ColumnElement[Any]) -> ColumnElement[Any] | None:
+def _bucket(
+    query: TemporalQuery, at: ColumnElement[Any], origin: datetime | None
+) -> ColumnElement[Any] | None:
     period = query.aggr_period
     if period is None:
         return None
@@ -81,7 +84,7 @@ def _bucket(query: TemporalQuery, at: ColumnElement[Any]) -> ColumnElement[Any] 
                 "calendar periods"
             )
         return func.date_trunc(literal(unit, Text), at, literal("UTC", Text))
-    origin = query.time_at if query.timerel in ("after", "between") else DEFAULT_ORIGIN
+    origin = query.time_at if query.timerel in ("after", "between") else origin
     return func.date_bin(
         literal(period.span, Interval()), at, literal(origin, TIMESTAMP(timezone=True))
     )
@@ -104,7 +107,16 @@ def aggregated_values(
 ) -> dict[str, dict[str, Any]]:
     """entity id → attribute name → aggregatedValues object (or list per datasetId)."""
     at = time_column(query.timeproperty)
-    bucket = _bucket(query, at)
+    origin = None
+    period = query.aggr_period
+    if query.timerel not in ("after", "between") and period is not None and not period.months:
+        # No lower bound: the range, and so the first period, starts at the oldest instance.
+        origin = connection.execute(
+            select(func.min(at)).where(*selection(ids, names), *window(query))
+        ).scalar_one()
+        if origin is None:
+            return {}
+    bucket = _bucket(query, at, origin)
     keys = [history.c.entity_id, history.c.name, history.c.dataset_id]
     columns: list[ColumnElement[Any]] = [
         *keys,
@@ -171,8 +183,9 @@ def _span(query: TemporalQuery, row: Any, bucketed: bool) -> tuple[datetime, dat
 def rollup_answerable(query: TemporalQuery, *, timescaledb: bool) -> str | None:
     """The continuous aggregate that can answer this aggregation exactly, if any.
 
-    Only with TimescaleDB: hourly/daily periods on observedAt, bucket-aligned bounds, and
-    methods a rollup row can give exactly (not distinctCount).
+    Only with TimescaleDB: hourly/daily periods on observedAt from a lower bound (after,
+    between) on the buckets' grid, and methods a rollup row can give exactly (not
+    distinctCount).
     """
     period = query.aggr_period
     if not timescaledb or period is None or period.months or query.last_n is not None:
@@ -184,11 +197,11 @@ def rollup_answerable(query: TemporalQuery, *, timescaledb: bool) -> str | None:
     )
     if view is None:
         return None
+    if query.timerel not in ("after", "between"):
+        return None  # periods start at the oldest instance, not on the rollup's grid
     for bound in (query.time_at, query.end_time_at):
         if bound is not None and (bound - DEFAULT_ORIGIN) % period.span:
             return None
-    if query.timerel in ("after", "between") and query.time_at is not None:
-        return None if (query.time_at - DEFAULT_ORIGIN) % period.span else view
     return view
 
 
