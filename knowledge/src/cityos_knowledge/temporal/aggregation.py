@@ -3,10 +3,10 @@
 Periods come from ``aggrPeriodDuration``: ``date_bin`` for exact spans starting where the
 query's time range starts (``timeAt`` for after/between, else the oldest instance the
 query selects), ``date_trunc`` for whole months and years, and one period for the whole
-window when it is absent or ``PT0S``. Numeric
-methods (sum, avg, min, max, stddev, sumsq) use the instances' numeric values;
-totalCount and distinctCount count every instance. With TimescaleDB, hourly and daily
-aggregations with aligned bounds are read from the continuous aggregates instead.
+window when it is absent or ``PT0S``. Numeric methods (sum, avg, min, max, stddev, sumsq)
+use the instances' numeric values; totalCount and distinctCount count every instance.
+With TimescaleDB, hourly and daily aggregations from a lower bound on a bucket edge are
+read from the continuous aggregates instead.
 """
 
 from __future__ import annotations
