@@ -120,3 +120,11 @@ def test_an_id_upserted_twice_is_listed_once(ngsi_client: TestClient) -> None:
     response = ngsi_client.post(f"{API}/entityOperations/upsert", json=[first, other, first])
     assert response.status_code == 201, response.text
     assert response.json() == [BUILDING, "urn:ngsi-ld:Building:2"]
+
+
+@pytest.mark.parametrize("path", ["/types/", "/attributes/", "/types", "/attributes"])
+def test_discovery_lists_answer_with_or_without_a_slash(ngsi_client: TestClient, path: str) -> None:
+    seed(ngsi_client)
+    response = ngsi_client.get(f"{API}{path}", follow_redirects=False)
+    assert response.status_code == 200, response.text
+    assert response.json()["type"] in {"EntityTypeList", "AttributeList"}

@@ -30,6 +30,9 @@ def build(services: ApiServices) -> APIRouter:
         media_type = choose_representation(request.headers.get("accept"), JSON_REPRESENTATIONS)
         return json_response(body, media_type=media_type, terms=terms)
 
+    # ``/types/`` and ``/attributes/`` would otherwise name an empty type or attribute
+    # (the ``:path`` routes below): they are the lists, as without the slash.
+    @router.get("/types/", include_in_schema=False, dependencies=READ)
     @router.get("/types", operation_id="retrieveEntityTypes", dependencies=READ)
     async def list_types(
         request: Request,
@@ -91,6 +94,7 @@ def build(services: ApiServices) -> APIRouter:
         }
         return await respond(request, terms, body)
 
+    @router.get("/attributes/", include_in_schema=False, dependencies=READ)
     @router.get("/attributes", operation_id="retrieveAttrTypes", dependencies=READ)
     async def list_attributes(
         request: Request,
