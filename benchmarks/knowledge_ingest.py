@@ -1,7 +1,7 @@
 """Knowledge ingest: observations/s applied from the bus into the stores, next to raw COPY.
 
     uv run python benchmarks/knowledge_ingest.py [--messages 40000] [--entities 1000]
-        [--rounds 2] [--consumers 2] [--database-url postgresql://…] [--bootstrap HOST:PORT]
+        [--rounds 2] [--consumers 2 | 1,2] [--database-url postgresql://…] [--bootstrap HOST:PORT]
         [--no-fsync]
 
 Starts an embedded PostgreSQL+PostGIS (or uses ``--database-url``; the run creates and
@@ -278,14 +278,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=KnowledgeSettings().knowledge_ingest_batch)
     parser.add_argument(
         "--consumers",
-        type=int,
-        default=KnowledgeSettings().knowledge_ingest_consumers,
-        help="members of the ingest group (threads of this process)",
+        default=str(KnowledgeSettings().knowledge_ingest_consumers),
+        help="members of the ingest group (threads of this process); a comma list such as "
+        "1,2 measures each count in every round, interleaved",
     )
     parser.add_argument("--database-url")
     parser.add_argument("--bootstrap", help="Kafka bootstrap (default: the in-memory bus)")
     parser.add_argument("--no-fsync", action="store_true", help="embedded server without fsync")
     args = parser.parse_args()
+    counts = [int(count) for count in args.consumers.split(",")]
 
     items = observations(args.messages, args.entities)
     rows = args.messages * len(ATTRIBUTES)
@@ -303,46 +304,63 @@ def main() -> None:
             if args.bootstrap
             else MemoryBus(partitions=6)
         )
-        ingest, raw = [], []
+        ingest: dict[int, list[Run]] = {count: [] for count in counts}
+        raw: list[Run] = []
         try:
             for _ in range(args.rounds):
-                ingest.append(run_ingest(store, bus, items, args.batch, args.consumers, clock))
+                for count in counts:
+                    ingest[count].append(run_ingest(store, bus, items, args.batch, count, clock))
                 raw.append(run_copy(store, buffers, clock))
         finally:
             bus.close()
             store.close()
-    best_ingest = min(ingest, key=lambda run: run.wall)
-    best_raw = min(raw, key=lambda run: run.wall)
+    report(args, rows, ingest, raw)
+
+
+def report(
+    args: argparse.Namespace, rows: int, ingest: dict[int, list[Run]], raw: list[Run]
+) -> None:
     print(
         f"workload: {args.messages:,} messages x {len(ATTRIBUTES)} attributes = {rows:,} "
         "observations (1 observation = 1 attribute value = 1 history row) "
         f"over {args.entities:,} entities, batches of {args.batch} messages, "
-        f"{args.consumers} ingest consumer(s), "
         f"bus: {'Kafka ' + args.bootstrap if args.bootstrap else 'memory'}, "
-        f"fsync {'off' if args.no_fsync else 'on'}"
+        f"fsync {'off' if args.no_fsync else 'on'}, load average {os.getloadavg()[0]:.2f}"
     )
     print(
-        f"{'(best round)':22}{'seconds':>9}{'observations/s':>16}{'messages/s':>12}"
+        f"{'(best round)':26}{'seconds':>9}{'observations/s':>16}{'messages/s':>12}"
         f"{'client CPU µs/obs':>19}{'server CPU µs/obs':>19}"
     )
-    for label, run in (("(a) ingest consumer", best_ingest), ("(b) raw COPY", best_raw)):
+    best_raw = min(raw, key=lambda run: run.wall)
+    lines = [
+        (f"(a) ingest, {count} consumer{'s' if count > 1 else ''}", min(runs, key=lambda r: r.wall))
+        for count, runs in ingest.items()
+    ]
+    for label, run in [*lines, ("(b) raw COPY", best_raw)]:
         server = "-" if run.server_cpu is None else f"{run.server_cpu / rows * 1e6:.1f}"
         print(
-            f"{label:22}{run.wall:>9.2f}{rows / run.wall:>16,.0f}"
+            f"{label:26}{run.wall:>9.2f}{rows / run.wall:>16,.0f}"
             f"{args.messages / run.wall:>12,.0f}{run.client_cpu / rows * 1e6:>19.1f}{server:>19}"
         )
-    print(
-        f"ingest / raw COPY: {best_raw.wall / best_ingest.wall:.0%} by wall clock  "
-        f"(rounds: ingest {', '.join(f'{rows / r.wall:,.0f}' for r in ingest)}; "
-        f"raw {', '.join(f'{rows / r.wall:,.0f}' for r in raw)} observations/s)"
-    )
-    if best_ingest.server_cpu is not None and best_raw.server_cpu is not None:
-        ingest_cpu = best_ingest.client_cpu + best_ingest.server_cpu
-        raw_cpu = best_raw.client_cpu + best_raw.server_cpu
-        print(
-            f"by CPU time (client + server): ingest {rows / ingest_cpu:,.0f} observations per "
-            f"CPU-second, raw COPY {rows / raw_cpu:,.0f} ({raw_cpu / ingest_cpu:.0%})"
+    print(f"rounds, observations/s: raw COPY {', '.join(f'{rows / r.wall:,.0f}' for r in raw)}")
+    for count, runs in ingest.items():
+        ratios = ", ".join(
+            f"{raw_run.wall / run.wall:.0%}" for run, raw_run in zip(runs, raw, strict=True)
         )
+        print(
+            f"  ingest, {count} consumer(s): {', '.join(f'{rows / r.wall:,.0f}' for r in runs)}"
+            f"  (of the same round's raw COPY: {ratios})"
+        )
+    for label, run in lines:
+        text = f"{label}: {best_raw.wall / run.wall:.0%} of raw COPY by wall clock (best rounds)"
+        if run.server_cpu is not None and best_raw.server_cpu is not None:
+            ingest_cpu = run.client_cpu + run.server_cpu
+            raw_cpu = best_raw.client_cpu + best_raw.server_cpu
+            text += (
+                f"; by CPU time (client + server) {rows / ingest_cpu:,.0f} observations per "
+                f"CPU-second against {rows / raw_cpu:,.0f} ({raw_cpu / ingest_cpu:.0%})"
+            )
+        print(text)
 
 
 if __name__ == "__main__":
