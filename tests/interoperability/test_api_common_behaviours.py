@@ -128,3 +128,22 @@ def test_discovery_lists_answer_with_or_without_a_slash(ngsi_client: TestClient,
     response = ngsi_client.get(f"{API}{path}", follow_redirects=False)
     assert response.status_code == 200, response.text
     assert response.json()["type"] in {"EntityTypeList", "AttributeList"}
+
+
+def test_a_subscription_takes_a_merge_patch(ngsi_client: TestClient) -> None:
+    subscription = {
+        "id": "urn:ngsi-ld:Subscription:merge",
+        "type": "Subscription",
+        "entities": [{"type": "Building"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/notify"}},
+    }
+    created = ngsi_client.post(f"{API}/subscriptions", json=subscription)
+    assert created.status_code == 201, created.text
+    url = f"{API}/subscriptions/{subscription['id']}"
+    patched = ngsi_client.patch(
+        url,
+        content=json.dumps({"isActive": False}),
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert patched.status_code == 204, patched.text
+    assert ngsi_client.get(url).json()["status"] == "paused"

@@ -20,6 +20,7 @@ from cityos_interoperability.ngsild.negotiation import (
     JSON,
     JSON_LD,
     JSON_REPRESENTATIONS,
+    MERGE_PATCH,
     VERSION_PREFERENCE,
     choose_representation,
     preferred_version,
@@ -170,7 +171,10 @@ def build(services: ApiServices, store: SubscriptionService | None) -> APIRouter
     ) -> Response:
         """Update members of a subscription (pause or resume it with isActive)."""
         subscriptions = subscriptions_of()
-        document = await read_document(request, max_bytes=settings.max_request_bytes)
+        # 6.3.4: a PATCH also takes application/merge-patch+json (its @context: Link).
+        document = await read_document(
+            request, max_bytes=settings.max_request_bytes, accepted=(JSON, JSON_LD, MERGE_PATCH)
+        )
         await run_in_threadpool(subscriptions.update, tenant, subscriptionId, document.body)
         return no_content()
 
