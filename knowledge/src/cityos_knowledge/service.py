@@ -811,9 +811,13 @@ class KnowledgeService:
     ) -> bool:
         """POST /temporal/entities: create or add instances; True when it was created."""
         entity_id = validate_entity_id(entity.get("id"))
-        types = parse_entity(_latest_only(entity)).types
+        parsed = parse_entity(_latest_only(entity))
         with self._writing(tenant, TemporalWriter, access=self._access(scope)) as writer:
-            return bool(writer.append_history(entity_id, types, _instances(entity), create=True))
+            return bool(
+                writer.append_history(
+                    entity_id, parsed.types, _instances(entity), create=True, scopes=parsed.scopes
+                )
+            )
 
     def append_temporal_attributes(
         self,

@@ -484,3 +484,18 @@ def test_a_deleted_attribute_is_read_back_with_timeproperty_deleted_at(
     )
     assert simplified["speed"]["values"] == [["urn:ngsi-ld:null", deletion["deletedAt"]]]
     assert values(retrieve(shared_ngsi_client, entity_id), "speed") == [1, 2]
+
+
+def test_a_temporal_entity_keeps_its_scope_and_the_scope_deletion_is_recorded(
+    shared_ngsi_client: TestClient,
+) -> None:
+    kind = vehicle_type()
+    entity_id = create(shared_ngsi_client, kind, scope=["/Madrid/Norte"], speed=instances([1]))
+    current = shared_ngsi_client.get(f"{API}/entities/{entity_id}")
+    assert current.json()["scope"] == "/Madrid/Norte"
+    deleted = shared_ngsi_client.delete(f"{API}/entities/{entity_id}/attrs/scope")
+    assert deleted.status_code == 204, deleted.text
+    [deletion] = retrieve(shared_ngsi_client, entity_id, timeproperty="deletedAt")["scope"]
+    assert deletion["type"] == "Property" and deletion["value"] == []
+    assert deletion["deletedAt"].endswith("Z")
+    assert "scope" not in retrieve(shared_ngsi_client, entity_id)

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 from cityos_kernel.events.payloads import EntityChangedV1
 from cityos_knowledge.entities.attributes import (
     AttributeRow,
+    InstanceRow,
     attribute_row,
     deletion_row,
     format_datetime,
@@ -257,6 +258,10 @@ class ContextWriter:
         state = self._require(entity_id, with_document=True)
         if not state.scopes:
             raise NotFoundError(f"entity {entity_id} has no scope")
+        # 4.5.6: the scope's temporal evolution records its deletion, as an empty scope.
+        self._append_deletions(
+            [deletion_row(entity_id, SCOPE_IRI, DEFAULT_DATASET, "Property", self._now, value=[])]
+        )
         self._connection.execute(
             entities.update().where(entities.c.id == entity_id).values(scopes=None)
         )
@@ -335,9 +340,11 @@ class ContextWriter:
         rows = self._connection.execute(
             select(attributes.c.dataset_id, attributes.c.kind).where(*condition)
         )
-        deletions = [
-            deletion_row(entity_id, name, row.dataset_id, row.kind, self._now) for row in rows
-        ]
+        self._append_deletions(
+            [deletion_row(entity_id, name, row.dataset_id, row.kind, self._now) for row in rows]
+        )
+
+    def _append_deletions(self, deletions: list[InstanceRow]) -> None:
         if deletions:
             self._partitions.ensure(self._schema, {month_start(self._now)})
             append_instances(self._connection, self._schema, deletions)

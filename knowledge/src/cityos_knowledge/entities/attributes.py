@@ -215,10 +215,17 @@ _NULL_VALUES: dict[str, Any] = {
 
 
 def deletion_row(
-    entity_id: str, name: str, dataset_id: str, kind: str, deleted_at: datetime
+    entity_id: str,
+    name: str,
+    dataset_id: str,
+    kind: str,
+    deleted_at: datetime,
+    *,
+    value: Any = None,
 ) -> InstanceRow:
     """The history row recording that an attribute instance was deleted (4.5.7): its main
-    member is NGSI-LD Null, it has no observedAt, and ``deletedAt`` says when."""
+    member is NGSI-LD Null (or ``value``: an empty list for the scope), it has no
+    observedAt, and ``deletedAt`` says when."""
     return InstanceRow(
         entity_id=entity_id,
         name=name,
@@ -228,7 +235,7 @@ def deletion_row(
         kind=kind,
         unit_code=None,
         value_number=None,
-        value=_NULL_VALUES.get(kind, "urn:ngsi-ld:null"),
+        value=_NULL_VALUES.get(kind, "urn:ngsi-ld:null") if value is None else value,
         geometry=None,
         extras={DELETED_AT: format_datetime(deleted_at)},
     )

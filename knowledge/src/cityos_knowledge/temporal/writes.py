@@ -59,6 +59,7 @@ class TemporalWriter(ContextWriter):
         instances: Mapping[str, list[dict[str, Any]]],
         *,
         create: bool,
+        scopes: list[str] | None = None,
     ) -> bool:
         """Append attribute instances; the current state follows the latest observedAt.
 
@@ -81,10 +82,11 @@ class TemporalWriter(ContextWriter):
                 raise NotFoundError(f"entity {entity_id} does not exist")
             if not types:
                 raise BadRequestDataError(f"entity {entity_id} has no type")
+            # The scope a new temporal entity comes with is its current scope.
             if state is None:
-                insert_new_entities(self._connection, [(entity_id, types, None)], self._now)
+                insert_new_entities(self._connection, [(entity_id, types, scopes)], self._now)
             else:
-                revive_entities(self._connection, [(entity_id, types, None)], self._now)
+                revive_entities(self._connection, [(entity_id, types, scopes)], self._now)
             created = True
         elif types:
             added = [t for t in types if t not in state.types]
