@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import orjson
 import pytest
@@ -493,3 +494,59 @@ def test_two_ingest_consumers_share_the_partitions_and_apply_everything_once(
     assert sorted(
         e["payload"]["entity_id"] for e in events if e["payload"]["change"] == "created"
     ) == sorted(f"urn:ngsi-ld:WeatherObserved:{e}" for e in range(20))
+
+
+def test_every_attribute_kind_gets_its_main_member_in_the_document(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    def measured(name: str, kind: Any, value: Any, **extra: Any) -> ObservedAttribute:
+        return ObservedAttribute(name=name, kind=kind, value=value, observed_at=START, **extra)
+
+    publish(
+        bus,
+        [
+            observation(
+                "urn:ngsi-ld:WeatherObserved:1",
+                0,
+                extra=[
+                    measured("station", "Relationship", "urn:ngsi-ld:Station:7"),
+                    measured("category", "VocabProperty", "outdoor"),
+                    measured("label", "LanguageProperty", {"en": "north", "es": "norte"}),
+                    measured("raw", "JsonProperty", {"a": [1, 2]}),
+                    measured("series", "ListProperty", [1.5, 2.5]),
+                    measured("status", "Property", "ok", dataset_id="urn:ngsi-ld:Dataset:s"),
+                ],
+            )
+        ],
+    )
+    runner = consume_all(bus, knowledge_store)
+    assert runner.failures == 0
+    document = entity_documents(knowledge_store)["urn:ngsi-ld:WeatherObserved:1"]
+    observed = "2026-11-01T00:00:00Z"
+    assert document[VOCAB + "station"] == {
+        "type": "Relationship",
+        "object": "urn:ngsi-ld:Station:7",
+        "observedAt": observed,
+    }
+    assert document[VOCAB + "category"]["vocab"] == VOCAB + "outdoor"
+    assert document[VOCAB + "label"]["languageMap"] == {"en": "north", "es": "norte"}
+    assert document[VOCAB + "raw"]["json"] == {"a": [1, 2]}
+    assert document[VOCAB + "series"]["valueList"] == [1.5, 2.5]
+    assert document[VOCAB + "status"] == {
+        "type": "Property",
+        "value": "ok",
+        "observedAt": observed,
+        "datasetId": "urn:ngsi-ld:Dataset:s",
+    }
+    schema = knowledge_store.tenants.lookup(None)
+    with knowledge_store.engine.connect() as raw:
+        rows = bind_schema(raw, schema).execute(
+            select(attributes.c.name, attributes.c.value_text, attributes.c.value_number)
+        )
+        texts = {row.name.removeprefix(VOCAB): (row.value_text, row.value_number) for row in rows}
+    # What q filters on: string values in value_text, numbers in value_number.
+    assert texts["station"] == ("urn:ngsi-ld:Station:7", None)
+    assert texts["category"] == (VOCAB + "outdoor", None)
+    assert texts["status"] == ("ok", None)
+    assert texts["temperature"] == (None, 20.0)
+    assert texts["series"] == (None, None)
