@@ -7,11 +7,12 @@ and every built-in resource is checked against the Kubernetes OpenAPI schemas
 
 from __future__ import annotations
 
+import json
 import tarfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import helm_python as helm
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -266,6 +267,18 @@ def test_production_keycloak_and_kafka_by_default(defaults: list[dict[str, Any]]
         assert ("CITYOS_AUDIT_SIGNING_KEY" in env) == (layer == "support")
 
 
+def test_auth_off_only_in_development() -> None:
+    with pytest.raises(helm.HelmError, match="auth.mode off is refused"):
+        render({**REQUIRED, "auth": {"mode": "off"}})
+    docs = render({**REQUIRED, "environment": "development", "auth": {"mode": "off"}})
+    for layer, workload in workloads(docs).items():
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        assert env["CITYOS_AUTH"]["value"] == "off", layer
+        assert env["CITYOS_ENV"]["value"] == "development", layer
+        assert "CITYOS_AUTH_ISSUER" not in env
+
+
 def test_the_chart_sets_only_settings_the_platform_reads(
     defaults: list[dict[str, Any]], everything: list[dict[str, Any]]
 ) -> None:
@@ -378,10 +391,34 @@ def test_ingress_is_optional_and_routes_the_public_api(
     assert set(routes.values()) <= services
 
 
-def test_ingress_refuses_a_route_to_an_unknown_layer() -> None:
-    values = {**REQUIRED, "ingress": {"enabled": True, "paths": [{"path": "/x", "layer": "ui"}]}}
-    with pytest.raises(helm.HelmError, match="unknown layer"):
-        render(values)
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"layers": {"knowlege": {"replicas": 2}}}, "/layers"),
+        ({"layers": {"knowledge": {"replicas": -1}}}, "/layers/knowledge/replicas"),
+        ({"extraEnv": {"KAFKA_BOOTSTRAP": "k:9092"}}, "KAFKA_BOOTSTRAP"),
+        ({"auth": {"mode": "oidc", "issuer": "https://id"}}, "/auth/mode"),
+        ({"environment": "staging"}, "/environment"),
+        ({"ingress": {"enabled": True, "paths": [{"path": "/x", "layer": "ui"}]}}, "/ingress"),
+        ({"replicas": 3}, "'replicas' not allowed"),
+    ],
+)
+def test_values_schema_refuses_mistakes(values: dict[str, Any], where: str) -> None:
+    with pytest.raises(helm.HelmError, match=f"(?s)schema.*{where}"):
+        render({**REQUIRED, **values})
+
+
+def test_values_schema_follows_the_platform() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]
+    assert list(schema["layers"]["properties"]) == list(LAYER_NAMES)
+    assert schema["layers"]["required"] == list(LAYER_NAMES)
+    ingress_layers = schema["ingress"]["properties"]["paths"]["items"]["properties"]["layer"]
+    assert ingress_layers["enum"] == list(LAYER_NAMES)
+    fields = PlatformSettings.model_fields
+    assert set(schema["environment"]["enum"]) == set(get_args(fields["env"].annotation))
+    assert set(schema["auth"]["properties"]["mode"]["enum"]) == set(
+        get_args(fields["auth"].annotation)
+    )
 
 
 def test_disruption_budgets_only_for_layers_with_several_replicas(

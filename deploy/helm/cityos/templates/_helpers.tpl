@@ -78,6 +78,15 @@ Secret's settings, then the layer's own, then extraEnv and the layer's env value
 {{- $root := index . 0 }}
 {{- $layer := index . 1 }}
 {{- $values := $root.Values -}}
+{{- if not (has $values.environment (list "development" "production")) }}
+{{- fail (printf "environment must be development or production, not %q" $values.environment) }}
+{{- end }}
+{{- if not (has $values.auth.mode (list "off" "keycloak")) }}
+{{- fail (printf "auth.mode must be keycloak or off, not %q" $values.auth.mode) }}
+{{- end }}
+{{- if and (eq $values.auth.mode "off") (eq $values.environment "production") }}
+{{- fail "auth.mode off is refused with environment production (cityos would stop at start): use keycloak" }}
+{{- end -}}
 - name: CITYOS_ENV
   value: {{ $values.environment | quote }}
 - name: CITYOS_LOG_LEVEL
