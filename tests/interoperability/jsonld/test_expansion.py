@@ -110,7 +110,7 @@ def test_concise_and_key_values_output(terms: TermMap) -> None:
     key_values = Compactor(terms, Representation(format="keyValues")).entity(expanded)
     assert key_values["speed"] == 80
     assert key_values["isParked"] == "urn:ngsi-ld:Parking:P1"
-    assert key_values["category"] == "Sedan"
+    assert key_values["category"] == {"vocab": "Sedan"}  # 4.5.4 (V1.9): typed members stay
 
 
 def test_pick_omit_and_lang(terms: TermMap) -> None:
@@ -296,3 +296,23 @@ def test_object_list_accepts_both_entry_forms_and_shows_objects(terms: TermMap) 
         {"object": "urn:ngsi-ld:Seg:1"},
         {"object": "urn:ngsi-ld:Seg:2"},
     ]
+
+
+def test_key_values_keep_typed_members_and_key_instances_by_dataset(terms: TermMap) -> None:
+    entity = {
+        **VEHICLE,
+        "speed": [
+            {"type": "Property", "value": 55},
+            {"type": "Property", "value": 11, "datasetId": "urn:ngsi-ld:Dataset:gps"},
+        ],
+        "isParked": {"type": "ListRelationship", "objectList": ["urn:ngsi-ld:Parking:P1"]},
+    }
+    expanded = Expander(terms).entity(entity)
+    simplified = Compactor(terms, Representation(format="keyValues")).entity(expanded)
+    # 4.5.4: the simplified form still tells these attribute types apart
+    assert simplified["name"] == {"languageMap": {"en": "Car", "fr": "Voiture"}}
+    assert simplified["category"] == {"vocab": "Sedan"}
+    assert simplified["speed"] == {"dataset": {"@none": 55, "urn:ngsi-ld:Dataset:gps": 11}}
+    assert simplified["isParked"] == ["urn:ngsi-ld:Parking:P1"]
+    normalized = Compactor(terms, Representation()).entity(expanded)
+    assert isinstance(normalized["speed"], list) and len(normalized["speed"]) == 2

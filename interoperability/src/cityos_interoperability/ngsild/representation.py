@@ -21,6 +21,7 @@ Format = Literal["normalized", "concise", "keyValues"]
 
 _SYSTEM = ("createdAt", "modifiedAt", "deletedAt")
 _CORE = frozenset({"id", "type", "scope", *_SYSTEM})
+_WRAPPED_IN_KEY_VALUES = frozenset({"LanguageProperty", "JsonProperty", "VocabProperty"})
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,17 @@ class Compactor:
     def attribute_value(self, value: Any, name: str | None = None) -> Any:
         if isinstance(value, list):
             rendered = [self.attribute(item, name) for item in value]
-            return rendered if len(rendered) != 1 else rendered[0]
+            if len(rendered) == 1:
+                return rendered[0]
+            if self.rep.format == "keyValues" and all(isinstance(i, Mapping) for i in value):
+                # 4.5.4: instances of a multi-attribute, keyed by datasetId ("@none": default).
+                return {
+                    "dataset": {
+                        str(item.get("datasetId", "@none")): shown
+                        for item, shown in zip(value, rendered, strict=True)
+                    }
+                }
+            return rendered
         return self.attribute(value, name)
 
     def attribute(self, attribute: Mapping[str, Any], name: str | None = None) -> Any:
@@ -147,11 +158,20 @@ class Compactor:
                 kind, main = "Property", "value"
                 tag, main_value = chosen
                 body["lang"] = tag
-        if kind == "ListRelationship" and isinstance(main_value, list):
+        # keyValues shows an objectList bare, as a list of URIs (4.5.4)
+        if (
+            kind == "ListRelationship"
+            and isinstance(main_value, list)
+            and self.rep.format != "keyValues"
+        ):
             main_value = [
                 {"object": item} if isinstance(item, str) else item for item in main_value
             ]
         if self.rep.format == "keyValues":
+            # 4.5.4: these keep their main member's name, so that the simplified form
+            # reads back as the same attribute type (an object value would be a Property).
+            if kind in _WRAPPED_IN_KEY_VALUES:
+                return {main: main_value}
             return main_value
         for member, member_value in attribute.items():
             if member in {"type", MAIN_MEMBER.get(str(attribute.get("type")), "value")}:
@@ -213,7 +233,9 @@ class Compactor:
         geometry_iri = self.terms.expand(geometry_property)
         geometry_attribute = entity.get(geometry_iri)
         if isinstance(geometry_attribute, list):
-            geometry_attribute = geometry_attribute[0] if geometry_attribute else None
+            # the default instance (no datasetId) when there is one
+            defaults = [i for i in geometry_attribute if "datasetId" not in i]
+            geometry_attribute = (defaults or geometry_attribute or [None])[0]
         geometry = None
         if (
             isinstance(geometry_attribute, Mapping)
