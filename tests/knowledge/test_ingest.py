@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -376,6 +377,48 @@ def test_values_postgresql_cannot_hold_are_dead_lettered_not_retried_forever(
     assert len(reasons) == 4
     assert sum("not a JSON number" in reason for reason in reasons) == 2
     assert sum("NUL" in reason for reason in reasons) == 2
+
+
+def test_an_id_name_or_dataset_id_too_long_to_index_is_dead_lettered_and_the_rest_applied(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    # Random text does not compress, so 3,000 characters exceed btree's ~2,700-byte entries.
+    too_long = secrets.token_urlsafe(3_000)[:3_000]
+    dead = bus.subscribe("test-dead", [PLATFORM_DEADLETTER.name])
+    publish(
+        bus,
+        [
+            observation("urn:ngsi-ld:WeatherObserved:before", 0),
+            observation("urn:ngsi-ld:WeatherObserved:" + too_long, 0),
+            observation(
+                "urn:ngsi-ld:WeatherObserved:name",
+                0,
+                extra=[ObservedAttribute(name=too_long, value=1.0, observed_at=START)],
+            ),
+            observation(
+                "urn:ngsi-ld:WeatherObserved:dataset",
+                0,
+                extra=[
+                    ObservedAttribute(
+                        name="humidity", value=0.5, dataset_id=too_long, observed_at=START
+                    )
+                ],
+            ),
+            observation("urn:ngsi-ld:WeatherObserved:after", 0),
+        ],
+    )
+    runner = consume_all(bus, knowledge_store)
+    assert runner.failures == 0
+    assert set(entity_documents(knowledge_store)) == {
+        "urn:ngsi-ld:WeatherObserved:before",
+        "urn:ngsi-ld:WeatherObserved:after",
+    }
+    assert count_instances(knowledge_store) == 2
+    letters = [PLATFORM_DEADLETTER.decode(d.value).payload for d in dead.poll(10, 0.5)]
+    reasons = sorted(letter.reason.split()[0] for letter in letters)
+    assert reasons == ["attribute", "attribute", "entity"]
+    assert all("bytes long; at most 768 bytes" in letter.reason for letter in letters)
+    assert all(len(letter.reason) < 300 for letter in letters)  # not the whole value
 
 
 def test_numbers_keep_their_json_form_in_the_current_state(

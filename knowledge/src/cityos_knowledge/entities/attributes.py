@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from cityos_knowledge.entities.geojson import validate_geometry
+from cityos_knowledge.entities.limits import check_key_length
 from cityos_knowledge.errors import BadRequestDataError
 from cityos_knowledge.store.tables import DEFAULT_DATASET
 
@@ -115,6 +116,7 @@ def attribute_row(
     """
     if not name:
         raise BadRequestDataError("an attribute name must not be empty")
+    check_key_length(name, "attribute name")
     where = f"attribute {name}"
     if not isinstance(attribute, Mapping):
         raise BadRequestDataError(f"{where} must be a JSON object")
@@ -138,6 +140,7 @@ def attribute_row(
     dataset_id = attribute.get("datasetId", DEFAULT_DATASET)
     if not isinstance(dataset_id, str) or not dataset_id:
         raise BadRequestDataError(f"{where}: datasetId must be a non-empty URI string")
+    check_key_length(dataset_id, f"{where}: datasetId")
     unit_code = attribute.get("unitCode")
     if unit_code is not None and not isinstance(unit_code, str):
         raise BadRequestDataError(f"{where}: unitCode must be a string")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cityos_knowledge.entities.attributes import AttributeRow, attribute_row
+from cityos_knowledge.entities.limits import check_key_length
 from cityos_knowledge.errors import BadRequestDataError
 from cityos_knowledge.store.tables import DEFAULT_DATASET
 
@@ -30,7 +31,9 @@ _SCOPE = re.compile(r"(/[^/\s#+]+)+")
 
 
 def validate_entity_id(entity_id: Any) -> str:
-    """An entity id must be a URI."""
+    """An entity id must be a URI, short enough to index (:mod:`.limits`)."""
+    if isinstance(entity_id, str):
+        check_key_length(entity_id, "entity id")
     if not isinstance(entity_id, str) or not _URI.fullmatch(entity_id):
         raise BadRequestDataError(f"entity id {entity_id!r} is not a URI")
     return entity_id
@@ -44,6 +47,7 @@ def _string_list(value: Any, what: str, *, pattern: re.Pattern[str] | None = Non
     for item in items:
         if not isinstance(item, str) or not item:
             raise BadRequestDataError(f"{what} must hold non-empty strings")
+        check_key_length(item, what)
         if pattern is not None and not pattern.fullmatch(item):
             raise BadRequestDataError(f"{what}: {item!r} is not valid")
         if item not in found:

@@ -23,6 +23,7 @@ from cityos_kernel.events.envelope import Envelope
 from cityos_kernel.events.payloads import ObservationV1
 from cityos_knowledge.entities.attributes import format_datetime
 from cityos_knowledge.entities.geojson import validate_geometry
+from cityos_knowledge.entities.limits import check_key_length
 from cityos_knowledge.errors import BadRequestDataError
 from cityos_knowledge.ingest.terms import expand_term
 from cityos_knowledge.store.tables import DEFAULT_DATASET
@@ -130,13 +131,14 @@ class Stager:
             tenant = validate_tenant(envelope.tenant)
             if len(self._tenants) < _NAME_CACHE_LIMIT:
                 self._tenants[envelope.tenant] = tenant
-        entity_id = observation.entity_id
+        entity_id = check_key_length(observation.entity_id, "entity id")
         head = f"{seq}\t{copy_field(_no_nul(entity_id))}\t"
         lines = []
         months = []
         for measured in observation.attributes:
             moment = self._moment(measured.observed_at)
             months.append(moment.month)
+            name = check_key_length(self.expand(measured.name), "attribute name")
             value = measured.value
             kind = measured.kind
             kind_type = type(value)
@@ -152,18 +154,18 @@ class Stager:
                 number = repr(value)
                 unit = measured.unit_code
                 lines.append(
-                    f"{head}{self._field(self.expand(measured.name))}\t@none\t{moment.iso}\t"
+                    f"{head}{self._field(name)}\t@none\t{moment.iso}\t"
                     f"{moment.ngsi}\tProperty\t{self._field(unit) if unit else _NULL}\t"
                     f"{number}\t{number}\t\\N\n"
                 )
             else:
-                lines.append(head + self._other(measured, moment))
+                lines.append(head + self._other(measured, name, moment))
+        entity_type = check_key_length(self.expand(observation.entity_type), "type")
         rows = self.tenants.get(tenant)
         if rows is None:
             rows = self.tenants[tenant] = TenantRows()
         rows.lines.extend(lines)
         rows.months.update(months)
-        entity_type = self.expand(observation.entity_type)
         types = rows.types.get(entity_id)
         if types is None:
             rows.types[entity_id] = [entity_type]
@@ -172,9 +174,8 @@ class Stager:
             types.append(entity_type)
         return len(lines)
 
-    def _other(self, measured: Any, moment: _Moment) -> str:
+    def _other(self, measured: Any, name: str, moment: _Moment) -> str:
         """The line (after seq and entity) of any attribute but a plain default number."""
-        name = self.expand(measured.name)
         kind, value = measured.kind, measured.value
         if value is None:
             raise BadRequestDataError(f"attribute {name}: the value must not be null")
@@ -199,6 +200,7 @@ class Stager:
         if _JSON_NUL.search(text):
             raise BadRequestDataError(f"attribute {name}: text must not contain NUL characters")
         dataset_id = _no_nul(measured.dataset_id or DEFAULT_DATASET)
+        check_key_length(dataset_id, f"attribute {name}: datasetId")
         unit = measured.unit_code
         return (
             f"{self._field(name)}\t{copy_field(dataset_id)}\t{moment.iso}\t{moment.ngsi}\t"

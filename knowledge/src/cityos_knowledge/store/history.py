@@ -207,6 +207,14 @@ def _make_hypertable(
 
 
 def month_start(moment: datetime | date) -> date:
+    """The first day of the month ``moment`` falls in, in UTC (the partitions' time zone).
+
+    Partition bounds are UTC midnights, so an aware datetime is converted to UTC first:
+    ``2026-12-01T00:30:00+02:00`` is 30 November in UTC and belongs to November's
+    partition. A naive datetime or a date is taken as UTC.
+    """
+    if isinstance(moment, datetime) and moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
     return date(moment.year, moment.month, 1)
 
 
