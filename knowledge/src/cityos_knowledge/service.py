@@ -99,6 +99,7 @@ __all__ = [
     "BatchError",
     "BatchResult",
     "CounterStats",
+    "DataAccess",
     "DataScope",
     "EntityPage",
     "EntityQuery",
@@ -175,6 +176,14 @@ class KnowledgeService:
         view = copy.copy(self)
         view._scope = scope
         return view
+
+    def data_access(self, scope: DataScope) -> DataAccess | None:
+        """``scope`` with its names expanded as the store keeps them; None if unrestricted.
+
+        For a caller that must apply a scope to entities it did not read through this
+        facade (the notifier, to the entities of change events).
+        """
+        return self._access(scope)
 
     def _access(self, scope: DataScope | None) -> DataAccess | None:
         """A subject's data scope in SQL terms; None when it restricts nothing."""

@@ -2,7 +2,8 @@
 
 For each batch of ``knowledge.entities.changed.v1`` events the dispatcher finds the
 subscriptions whose selectors, ``watchedAttributes`` and ``notificationTrigger`` a change
-fires (:mod:`.matcher`), then, for a subscription with ``q``, ``scopeQ`` or ``geoQ``, asks
+fires (:mod:`.matcher`) — on the change as the subscription's data scope lets it see it
+(:mod:`.access`) — then, for a subscription with ``q``, ``scopeQ`` or ``geoQ``, asks
 the knowledge facade which of the changed entities match them — one SQL query per
 subscription and batch, the same query engine Query Entities uses. A deleted entity is no
 longer in the store, so its filters are not evaluated: it is selected by its selectors
@@ -28,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cityos_interoperability.ngsild.facade import KnowledgeFacade, parse_query
+from cityos_interoperability.subscriptions.access import visible_change
 from cityos_interoperability.subscriptions.matcher import Change, Fired, fired_triggers
 from cityos_interoperability.subscriptions.notifier import Notifier
 from cityos_interoperability.subscriptions.registry import (
@@ -107,7 +109,10 @@ class NotificationDispatcher:
                     continue
                 if subscription.since is not None and envelope.time < subscription.since:
                     continue  # made before the subscription (as it is now) existed
-                hit = fired_triggers(change, subscription.triggers, compiled.watched)
+                visible = visible_change(change, compiled.access)
+                if visible is None:
+                    continue  # nothing of it is readable with the subscription's scope
+                hit = fired_triggers(visible, subscription.triggers, compiled.watched)
                 if hit is not None:
                     fired.setdefault(compiled.key, (compiled, []))[1].append(hit)
         for compiled, hits in fired.values():
@@ -171,8 +176,13 @@ class NotificationDispatcher:
         if self._facade is None:
             raise RuntimeError("notifications with filters need the knowledge facade")
         query = parse_query(parameters, max_limit=limit)
+        subscription = compiled.subscription
         page = self._facade.query_entities(
-            compiled.subscription.tenant, query, expand=compiled.terms.expand, sys_attrs=sys_attrs
+            subscription.tenant,
+            query,
+            expand=compiled.terms.expand,
+            sys_attrs=sys_attrs,
+            scope=subscription.scope,
         )
         return page.entities
 

@@ -26,6 +26,7 @@ from cityos_interoperability.ngsild.facade import parse_query
 from cityos_interoperability.ngsild.jsonld.context import ContextValue
 from cityos_interoperability.ngsild.jsonld.expansion import check_name, is_uri
 from cityos_interoperability.ngsild.negotiation import GEO_JSON, JSON, JSON_LD
+from cityos_support.security.policy import DataScope
 
 TRIGGERS = (
     "entityCreated",
@@ -399,6 +400,8 @@ class Subscription:
     dataset_ids: frozenset[str] | None = None
     #: When it was created or last changed: it notifies the changes made after that.
     since: datetime | None = None
+    #: What the subject who created or last updated it may read (None: everything).
+    scope: DataScope | None = None
 
     @classmethod
     def from_document(
@@ -407,6 +410,8 @@ class Subscription:
         document: Mapping[str, Any],
         context: ContextValue | None,
         since: datetime | None = None,
+        *,
+        scope: DataScope | None = None,
     ) -> Subscription:
         notification = document["notification"]
         endpoint = notification["endpoint"]
@@ -451,6 +456,7 @@ class Subscription:
             jsonld_context=document.get("jsonldContext"),
             dataset_ids=frozenset(datasets) if datasets else None,
             since=since,
+            scope=scope,
         )
 
     @property

@@ -17,11 +17,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from cityos_interoperability.ngsild.errors import NgsiLdError
+from cityos_interoperability.ngsild.errors import NgsiLdError, ServiceUnavailableError
 from cityos_interoperability.ngsild.jsonld.context import ContextResolver, TermMap
+from cityos_interoperability.subscriptions.access import ReadAccess
 from cityos_interoperability.subscriptions.matcher import Change, Selector, TypeSelection
 from cityos_interoperability.subscriptions.model import Subscription
 from cityos_interoperability.subscriptions.store import SubscriptionStore
+from cityos_knowledge.service import DataAccess
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class CompiledSubscription:
     terms: TermMap
     #: Compacts notifications: ``jsonldContext`` when given, else the subscription's.
     render_terms: TermMap
+    #: What its subject may read, names expanded (None: everything; see :mod:`.access`).
+    access: DataAccess | None = None
 
     @property
     def key(self) -> tuple[TenantKey, str]:
@@ -54,9 +58,20 @@ class CompiledSubscription:
 
 
 def compile_subscription(
-    subscription: Subscription, resolver: ContextResolver
+    subscription: Subscription, resolver: ContextResolver, read_access: ReadAccess | None = None
 ) -> CompiledSubscription:
-    """Resolve the @context(s) and expand names (NgsiLdError when a context is unusable)."""
+    """Resolve the @context(s) and expand names (NgsiLdError when a context is unusable).
+
+    A subscription with a data scope needs ``read_access`` (the knowledge facade's) to
+    expand it; without one it is refused rather than left unrestricted.
+    """
+    access = None
+    if subscription.scope is not None:
+        if read_access is None:
+            raise ServiceUnavailableError(
+                "a subscription limited to a data scope needs the knowledge layer"
+            )
+        access = read_access(subscription.scope)
     terms = resolver.resolve(subscription.context)
     render_terms = (
         resolver.resolve(subscription.jsonld_context) if subscription.jsonld_context else terms
@@ -78,6 +93,7 @@ def compile_subscription(
         attributes=frozenset(terms.expand(name) for name in notified) if notified else None,
         terms=terms,
         render_terms=render_terms,
+        access=access,
     )
 
 
@@ -85,10 +101,16 @@ class SubscriptionRegistry:
     """Thread-safe cache of every tenant's compiled subscriptions."""
 
     def __init__(
-        self, store: SubscriptionStore, resolver: ContextResolver, *, check_interval: float = 0.25
+        self,
+        store: SubscriptionStore,
+        resolver: ContextResolver,
+        *,
+        read_access: ReadAccess | None = None,
+        check_interval: float = 0.25,
     ) -> None:
         self._store = store
         self._resolver = resolver
+        self.read_access = read_access
         self._check_interval = check_interval
         self._lock = threading.Lock()
         self._version: tuple[int, int] | None = None
@@ -134,10 +156,10 @@ class SubscriptionRegistry:
 
     def _compile(self, subscription: Subscription) -> CompiledSubscription | None:
         try:
-            return compile_subscription(subscription, self._resolver)
+            return compile_subscription(subscription, self._resolver, self.read_access)
         except NgsiLdError as exc:
             logger.warning(
-                "subscription %s cannot notify until its @context resolves: %s",
+                "subscription %s cannot notify until it compiles: %s",
                 subscription.id,
                 exc.detail,
             )

@@ -18,6 +18,11 @@ from cityos_interoperability.ngsild.errors import (
 )
 from cityos_interoperability.ngsild.jsonld.context import ContextResolver, ContextValue, TermMap
 from cityos_interoperability.ngsild.jsonld.expansion import is_uri
+from cityos_interoperability.subscriptions.access import (
+    require_readable_selection,
+    scope_document,
+    scope_of,
+)
 from cityos_interoperability.subscriptions.model import (
     DEFAULT_TRIGGERS,
     Subscription,
@@ -25,11 +30,13 @@ from cityos_interoperability.subscriptions.model import (
     merge_subscription,
 )
 from cityos_interoperability.subscriptions.registry import (
+    CompiledSubscription,
     SubscriptionRegistry,
     compile_subscription,
 )
 from cityos_interoperability.subscriptions.rendering import format_instant
 from cityos_interoperability.subscriptions.store import StoredSubscription, SubscriptionStore
+from cityos_support.security.policy import DataScope
 
 
 def check_subscription_id(subscription_id: str) -> str:
@@ -54,13 +61,19 @@ class SubscriptionService:
         self._resolver = resolver
         self._clock = clock
 
-    def create(self, tenant: str | None, body: object, context: ContextValue | None) -> str:
-        """Store a new subscription; returns its id (409 AlreadyExists when taken)."""
+    def create(
+        self, tenant: str | None, body: object, context: ContextValue | None, *, scope: DataScope
+    ) -> str:
+        """Store a new subscription; returns its id (409 AlreadyExists when taken).
+
+        Its notifications are limited to what ``scope`` (its creator's) may read; a
+        subscription selecting only types the scope cannot read is refused (403).
+        """
         now = self._clock()
         document = check_subscription(body, now=now)
-        # Resolving now makes an unusable @context fail the request, not the notifier.
-        compile_subscription(Subscription.from_document(tenant, document, context), self._resolver)
-        if not self._store.create(tenant, document, context, now):
+        kept_scope = scope_document(scope)
+        self._compile(tenant, document, context, kept_scope)
+        if not self._store.create(tenant, document, context, now, data_scope=kept_scope):
             raise AlreadyExistsError(f"subscription {document['id']} already exists")
         self._registry.invalidate()
         return str(document["id"])
@@ -76,18 +89,38 @@ class SubscriptionService:
     ) -> tuple[list[StoredSubscription], int]:
         return self._store.page(tenant, limit=limit, offset=offset)
 
-    def update(self, tenant: str | None, subscription_id: str, fragment: object) -> None:
-        """Merge a fragment into a subscription (its @context stays the one it was made with)."""
+    def update(
+        self, tenant: str | None, subscription_id: str, fragment: object, *, scope: DataScope
+    ) -> None:
+        """Merge a fragment into a subscription (its @context stays the one it was made with).
+
+        Its notifications are limited from now on to what ``scope`` (its updater's) may read.
+        """
         stored = self.get(tenant, subscription_id)
         now = self._clock()
         current = stored.subscription
         document = merge_subscription(current.document, fragment, now=now)
-        compile_subscription(
-            Subscription.from_document(tenant, document, current.context), self._resolver
-        )
-        if not self._store.replace(tenant, document, current.context, now):
+        kept_scope = scope_document(scope)
+        self._compile(tenant, document, current.context, kept_scope)
+        if not self._store.replace(tenant, document, current.context, now, data_scope=kept_scope):
             raise ResourceNotFoundError(f"subscription {subscription_id} does not exist")
         self._registry.invalidate()
+
+    def _compile(
+        self,
+        tenant: str | None,
+        document: dict[str, Any],
+        context: ContextValue | None,
+        kept_scope: dict[str, Any] | None,
+    ) -> CompiledSubscription:
+        """Compile now, so an unusable @context or scope fails the request, not the notifier."""
+        subscription = Subscription.from_document(
+            tenant, document, context, scope=scope_of(kept_scope)
+        )
+        compiled = compile_subscription(subscription, self._resolver, self._registry.read_access)
+        named = {name for selector in compiled.selectors for name in selector.types.names}
+        require_readable_selection(named, compiled.access)
+        return compiled
 
     def delete(self, tenant: str | None, subscription_id: str) -> None:
         if not self._store.delete(tenant, check_subscription_id(subscription_id)):

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from cityos_interoperability.ngsild.jsonld.context import ContextValue
 from cityos_interoperability.store.tables import DEFAULT_TENANT
+from cityos_interoperability.subscriptions.access import scope_of
 from cityos_interoperability.subscriptions.model import Subscription
 from cityos_interoperability.subscriptions.tables import revisions, subscriptions
 
@@ -103,8 +104,13 @@ class SubscriptionStore:
         document: dict[str, Any],
         context: ContextValue | None,
         now: datetime,
+        *,
+        data_scope: dict[str, Any] | None,
     ) -> bool:
-        """Insert a subscription; False when the tenant already has one with this id."""
+        """Insert a subscription; False when the tenant already has one with this id.
+
+        ``data_scope`` is what its subject may read (:func:`.access.scope_document`).
+        """
         subscription = Subscription.from_document(tenant, document, context)
         with self._engine.begin() as connection:
             row = connection.execute(
@@ -115,6 +121,7 @@ class SubscriptionStore:
                     context=context,
                     created_at=now,
                     modified_at=now,
+                    data_scope=data_scope,
                     **_matching_columns(subscription, now),
                 )
                 .on_conflict_do_nothing()
@@ -155,14 +162,21 @@ class SubscriptionStore:
         document: dict[str, Any],
         context: ContextValue | None,
         now: datetime,
+        *,
+        data_scope: dict[str, Any] | None,
     ) -> bool:
-        """Store an updated subscription document; False when it no longer exists."""
+        """Store an updated subscription document and its updater's read scope.
+
+        False when it no longer exists.
+        """
         subscription = Subscription.from_document(tenant, document, context)
         with self._engine.begin() as connection:
             result = connection.execute(
                 update(table)
                 .where(table.c.tenant == tenant_key(tenant), table.c.id == subscription.id)
-                .values(modified_at=now, **_matching_columns(subscription, now))
+                .values(
+                    modified_at=now, data_scope=data_scope, **_matching_columns(subscription, now)
+                )
             )
         return bool(result.rowcount)
 
@@ -190,12 +204,20 @@ class SubscriptionStore:
         with self._engine.connect() as connection:
             rows = connection.execute(
                 select(
-                    table.c.tenant, table.c.document, table.c.context, table.c.modified_at
+                    table.c.tenant,
+                    table.c.document,
+                    table.c.context,
+                    table.c.modified_at,
+                    table.c.data_scope,
                 ).where(or_(table.c.expires_at.is_(None), table.c.expires_at > func.now()))
             ).all()
         return [
             Subscription.from_document(
-                tenant_of(row.tenant), row.document, row.context, row.modified_at
+                tenant_of(row.tenant),
+                row.document,
+                row.context,
+                row.modified_at,
+                scope=scope_of(row.data_scope),
             )
             for row in rows
         ]
@@ -301,7 +323,9 @@ def _matching_columns(subscription: Subscription, now: datetime) -> dict[str, An
 
 def _stored(row: Any) -> StoredSubscription:
     return StoredSubscription(
-        subscription=Subscription.from_document(tenant_of(row.tenant), row.document, row.context),
+        subscription=Subscription.from_document(
+            tenant_of(row.tenant), row.document, row.context, scope=scope_of(row.data_scope)
+        ),
         created_at=row.created_at,
         modified_at=row.modified_at,
         times_sent=int(row.times_sent),

@@ -1,4 +1,4 @@
-"""The ``cityos_interop.subscriptions`` table (migration ``interop0002``).
+"""The ``cityos_interop.subscriptions`` table (migrations ``interop0002``, ``interop0003``).
 
 One row per (tenant, subscription id). ``document`` is the checked subscription as the
 client wrote it and ``context`` the @context it came with; the columns beside them are
@@ -51,5 +51,7 @@ subscriptions = Table(
     Column("last_failure", TIMESTAMP(timezone=True), nullable=True),
     Column("last_status", Text, nullable=True),
     Column("last_failure_reason", Text, nullable=True),
+    # The creator's (or last updater's) read scope, see subscriptions.access; NULL: all.
+    Column("data_scope", JSONB, nullable=True),
     schema=SCHEMA,
 )

@@ -67,7 +67,12 @@ def add_subscriptions(
     if database_url:
         engine = create_engine(sqlalchemy_url(database_url), pool_pre_ping=True, pool_size=3)
         store = SubscriptionStore(engine)
-        registry = SubscriptionRegistry(store, services.resolver)
+        knowledge = services.knowledge
+        registry = SubscriptionRegistry(
+            store,
+            services.resolver,
+            read_access=None if knowledge is None else knowledge.data_access,
+        )
         notifier = Notifier(store, settings)
         dispatcher = NotificationDispatcher(
             registry=registry,

@@ -30,7 +30,8 @@ from cityos_interoperability.ngsild.responses import json_response, no_content
 from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
 from cityos_interoperability.subscriptions.service import SubscriptionService
-from cityos_support.security import require
+from cityos_support.security import data_scope, require
+from cityos_support.security.policy import DataScope
 
 PATH = "/ngsi-ld/v1/subscriptions"
 
@@ -48,6 +49,8 @@ FRAGMENT_BODY = {
 
 READ = [Depends(require("subscriptions:read"))]
 WRITE = [Depends(require("subscriptions:write"))]
+#: The writer's data scope: it limits the notifications of what it creates or updates.
+WriterScope = Annotated[DataScope, Depends(data_scope("subscriptions:write"))]
 
 
 def page_links(limit: int, offset: int, total: int) -> list[str]:
@@ -91,12 +94,14 @@ def build(services: ApiServices, store: SubscriptionService | None) -> APIRouter
         openapi_extra={"requestBody": SUBSCRIPTION_BODY},
         responses={201: {"description": "Created; Location names the subscription"}},
     )
-    async def create_subscription(request: Request, tenant: TenantDep) -> Response:
+    async def create_subscription(
+        request: Request, tenant: TenantDep, scope: WriterScope
+    ) -> Response:
         """Create a subscription."""
         subscriptions = subscriptions_of()
         document = await read_document(request, max_bytes=settings.max_request_bytes)
         subscription_id = await run_in_threadpool(
-            subscriptions.create, tenant, document.body, document.context
+            lambda: subscriptions.create(tenant, document.body, document.context, scope=scope)
         )
         return Response(status_code=201, headers={"Location": f"{PATH}/{subscription_id}"})
 
@@ -168,6 +173,7 @@ def build(services: ApiServices, store: SubscriptionService | None) -> APIRouter
         request: Request,
         subscriptionId: str,  # noqa: N803
         tenant: TenantDep,
+        scope: WriterScope,
     ) -> Response:
         """Update members of a subscription (pause or resume it with isActive)."""
         subscriptions = subscriptions_of()
@@ -175,7 +181,9 @@ def build(services: ApiServices, store: SubscriptionService | None) -> APIRouter
         document = await read_document(
             request, max_bytes=settings.max_request_bytes, accepted=(JSON, JSON_LD, MERGE_PATCH)
         )
-        await run_in_threadpool(subscriptions.update, tenant, subscriptionId, document.body)
+        await run_in_threadpool(
+            lambda: subscriptions.update(tenant, subscriptionId, document.body, scope=scope)
+        )
         return no_content()
 
     @router.delete(
