@@ -1,8 +1,9 @@
 """How the knowledge layer plugs into a cityos process (see ``cityos_kernel.layer``).
 
 It contributes its migration history (the stores) and, when the process has a database,
-the ingest consumer, the outbox relay, the store maintenance and the readiness check that
-shows how history is kept.
+the ingest consumer, the outbox relay, the store maintenance (with the live ``retention``
+configuration key and the listener that applies a change of it at once) and the readiness
+check that shows how history is kept.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from cityos_knowledge.ingest.consumer import ingest_consumers
 from cityos_knowledge.outbox.relay import OutboxRelay
 from cityos_knowledge.settings import KnowledgeSettings
 from cityos_knowledge.store.database import MIGRATIONS, KnowledgeStore
-from cityos_knowledge.store.maintenance import StoreMaintenance
+from cityos_knowledge.store.maintenance import RETENTION_KEY, RetentionValue, StoreMaintenance
+from cityos_support.config.broadcast import config_listener
+from cityos_support.config.repository import ConfigRepository
+
+#: How often the retention key is re-read when no broadcast came (a lost message).
+RETENTION_REFRESH_SECONDS = 60.0
 
 
 def readiness(store: KnowledgeStore) -> ReadinessCheck:
@@ -48,14 +54,20 @@ class KnowledgeLayer:
             interval=settings.knowledge_relay_interval_seconds,
             keep_hours=settings.knowledge_outbox_keep_hours,
         )
+        retention = RetentionValue(
+            repository=ConfigRepository(store.engine), refresh_seconds=RETENTION_REFRESH_SECONDS
+        )
         return LayerParts(
-            consumers=ingest_consumers(
-                store,
-                context.bus,
-                count=settings.knowledge_ingest_consumers,
-                after_commit=relay.wake,
-            ),
-            services=[relay, StoreMaintenance(store)],
+            consumers=[
+                *ingest_consumers(
+                    store,
+                    context.bus,
+                    count=settings.knowledge_ingest_consumers,
+                    after_commit=relay.wake,
+                ),
+                config_listener({RETENTION_KEY: retention}, process="knowledge"),
+            ],
+            services=[relay, StoreMaintenance(store, retention=retention)],
             readiness=[readiness(store)],
         )
 

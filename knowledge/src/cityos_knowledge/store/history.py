@@ -261,9 +261,29 @@ class Partitions:
             self._known.update((schema, month) for month in missing)
         return created
 
+    def forget(self, schema: str, months: Iterable[date]) -> None:
+        """Stop remembering partitions that were dropped (a later write re-creates them)."""
+        with self._lock:
+            self._known.difference_update((schema, month_start(month)) for month in months)
+
     def ensure_ahead(self, schema: str, months_ahead: int, *, today: date | None = None) -> int:
         """Create the previous, current and next ``months_ahead`` monthly partitions."""
         return self.ensure(schema, months_around(months_ahead, today=today))
+
+
+def partition_names(connection: Connection, schema: str) -> set[str]:
+    """The names of the partitions ``schema``'s history table has now."""
+    rows = connection.execute(
+        text(
+            "SELECT child.relname FROM pg_inherits "
+            "JOIN pg_class parent ON parent.oid = pg_inherits.inhparent "
+            "JOIN pg_class child ON child.oid = pg_inherits.inhrelid "
+            "JOIN pg_namespace ns ON ns.oid = parent.relnamespace "
+            "WHERE ns.nspname = :schema AND parent.relname = 'attribute_instances'"
+        ),
+        {"schema": schema},
+    )
+    return {row[0] for row in rows}
 
 
 def _create_partitions(connection: Connection, schema: str, months: list[date]) -> int:
@@ -271,19 +291,7 @@ def _create_partitions(connection: Connection, schema: str, months: list[date]) 
         text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
         {"key": f"cityos_knowledge.partitions:{schema}"},
     )
-    existing = {
-        row[0]
-        for row in connection.execute(
-            text(
-                "SELECT child.relname FROM pg_inherits "
-                "JOIN pg_class parent ON parent.oid = pg_inherits.inhparent "
-                "JOIN pg_class child ON child.oid = pg_inherits.inhrelid "
-                "JOIN pg_namespace ns ON ns.oid = parent.relnamespace "
-                "WHERE ns.nspname = :schema AND parent.relname = 'attribute_instances'"
-            ),
-            {"schema": schema},
-        )
-    }
+    existing = partition_names(connection, schema)
     created = 0
     quoted_schema = _quote(connection, schema)
     for month in months:

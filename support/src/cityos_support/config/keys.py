@@ -16,11 +16,16 @@ from cityos_support.security.policy import DEFAULT_POLICY, POLICY_KEY, PolicyDoc
 
 
 class RetentionSettings(BaseModel):
-    """How long the platform keeps history and audit records."""
+    """How long the platform keeps history and audit records.
+
+    ``history_days`` unset (the default) keeps the whole history: a city never loses data
+    unless someone chose a period. The knowledge layer applies it live (its store
+    maintenance drops whole monthly partitions, or sets the TimescaleDB retention policy).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    history_days: int = Field(default=730, ge=1)
+    history_days: int | None = Field(default=None, ge=1)
     audit_days: int = Field(default=3650, ge=365)
     dead_letter_days: int = Field(default=30, ge=1)
 
