@@ -16,7 +16,8 @@ class KnowledgeSettings(CityosSettings):
     )
     knowledge_retention: str | None = Field(
         default=None,
-        description="TimescaleDB only: drop history older than this interval (unset keeps all).",
+        description="Drop history older than this PostgreSQL interval (unset keeps all). "
+        "The configuration repository's `retention` key wins once it has been written.",
     )
     knowledge_partitions_ahead: int = Field(
         default=3,
