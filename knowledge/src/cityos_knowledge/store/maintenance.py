@@ -148,6 +148,9 @@ class StoreMaintenance(ThreadService):
         dropped: list[tuple[str, date]] = []
         with self._store.engine.begin() as connection:
             quoted = connection.dialect.identifier_preparer.quote(schema)
+            # DETACH locks the whole history table: rather fail (and retry next run) than
+            # queue behind a long query and hold every writer behind us meanwhile.
+            connection.execute(text("SET LOCAL lock_timeout = '5s'"))
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                 {"key": f"cityos_knowledge.partitions:{schema}"},
