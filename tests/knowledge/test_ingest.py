@@ -421,6 +421,39 @@ def test_an_id_name_or_dataset_id_too_long_to_index_is_dead_lettered_and_the_res
     assert all(len(letter.reason) < 300 for letter in letters)  # not the whole value
 
 
+def test_a_long_random_string_value_is_applied_with_the_rest_of_its_batch(
+    bus: MemoryBus, knowledge_store: KnowledgeStore
+) -> None:
+    # Random text does not compress: 10,000 characters are far over a btree entry, and a
+    # string value is legitimate data, so it is stored (not dead-lettered) - ADR 0019.
+    long_value = secrets.token_urlsafe(10_000)[:10_000]
+    dead = bus.subscribe("test-dead", [PLATFORM_DEADLETTER.name])
+    publish(
+        bus,
+        [
+            observation("urn:ngsi-ld:WeatherObserved:before", 0),
+            observation(
+                "urn:ngsi-ld:WeatherObserved:long",
+                0,
+                extra=[ObservedAttribute(name="note", value=long_value, observed_at=START)],
+            ),
+            observation("urn:ngsi-ld:WeatherObserved:after", 0),
+        ],
+    )
+    runner = consume_all(bus, knowledge_store)
+    assert runner.failures == 0
+    assert dead.poll(10, 0.5) == []
+    assert set(entity_documents(knowledge_store)) == {
+        "urn:ngsi-ld:WeatherObserved:before",
+        "urn:ngsi-ld:WeatherObserved:long",
+        "urn:ngsi-ld:WeatherObserved:after",
+    }
+    assert current_values(knowledge_store)[("urn:ngsi-ld:WeatherObserved:long", "note")] == (
+        long_value
+    )
+    assert count_instances(knowledge_store) == 4
+
+
 def test_numbers_keep_their_json_form_in_the_current_state(
     bus: MemoryBus, knowledge_store: KnowledgeStore
 ) -> None:

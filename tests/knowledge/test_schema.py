@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime
 
 import psycopg2
 import pytest
+from alembic import command
 from sqlalchemy import insert, select, text
 
-from cityos.migrate import upgrade
+from cityos.migrate import _config, histories, upgrade
 from cityos_kernel.events.envelope import DEFAULT_TENANT
 from cityos_knowledge.errors import BadRequestDataError, NonexistentTenantError
 from cityos_knowledge.layer import KnowledgeLayer
@@ -32,7 +33,7 @@ def test_db_upgrade_creates_the_shared_schema_and_records_the_history_layout(
     database_url: str,
 ) -> None:
     report = upgrade(database_url, [KnowledgeLayer()])
-    assert report == ["platform: empty -> 0001", "knowledge: empty -> k0001"]
+    assert report == ["platform: empty -> 0001", "knowledge: empty -> k0002"]
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT key, value FROM cityos_knowledge.store_settings ORDER BY key")
         settings = dict(cursor.fetchall())
@@ -193,3 +194,40 @@ def test_readiness_shows_the_history_layout(knowledge_url: str) -> None:
     )
     [check] = [check for check in parts.readiness if check.name == "knowledge"]
     assert check.check() == "history: partitioned by month (TimescaleDB not installed)"
+
+
+def _text_index(url: str, tenant: str) -> tuple[str, int]:
+    """The definition of a tenant's ``attributes_name_text`` and its recorded layout."""
+    schema = schema_name(tenant)
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+            (schema, "attributes_name_text"),
+        )
+        [(definition,)] = cursor.fetchall()
+        cursor.execute(
+            "SELECT layout_version FROM cityos_knowledge.tenants WHERE tenant = %s", (tenant,)
+        )
+        [(version,)] = cursor.fetchall()
+    connection.close()
+    return definition.replace(schema, "<schema>"), version
+
+
+def test_k0002_gives_existing_tenants_the_prefix_index_of_new_ones(knowledge_url: str) -> None:
+    store = KnowledgeStore.from_url(knowledge_url)
+    store.tenants.ensure("city-old")
+    store.close()
+    [_, knowledge] = histories([KnowledgeLayer()])
+    command.downgrade(_config(knowledge, knowledge_url), "k0001")
+    old_definition, old_version = _text_index(knowledge_url, "city-old")
+    assert "(name, value_text)" in old_definition
+    assert old_version == 1
+
+    assert upgrade(knowledge_url, [KnowledgeLayer()])[-1] == "knowledge: k0001 -> k0002"
+    store = KnowledgeStore.from_url(knowledge_url)
+    store.tenants.ensure("city-new")
+    store.close()
+    migrated = _text_index(knowledge_url, "city-old")
+    assert migrated == _text_index(knowledge_url, "city-new")
+    assert '"left"(value_text, 256)' in migrated[0]
+    assert migrated[1] == 2

@@ -1,9 +1,10 @@
 """Facade writes that must not depend on the writer's time zone or fail on index limits.
 
 Real PostgreSQL+PostGIS with the monthly-partitioned history (no TimescaleDB): an
-observedAt with a non-UTC offset must land in the partition of its UTC month, and an id,
+observedAt with a non-UTC offset must land in the partition of its UTC month, an id,
 name or datasetId too long for a btree index must be refused as BadRequestData (a 400)
-instead of failing inside PostgreSQL.
+instead of failing inside PostgreSQL, and a string value of any length must be stored and
+found by ``q`` (ADR 0019).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cityos_knowledge.entities.limits import MAX_KEY_BYTES
 from cityos_knowledge.service import (
     BadRequestDataError,
     KnowledgeService,
+    parse_entity_query,
     parse_temporal_query,
 )
 
@@ -160,3 +162,41 @@ def test_a_batch_refuses_only_its_over_long_entity(knowledge_service: KnowledgeS
     [refused] = result.errors
     assert isinstance(refused.error, BadRequestDataError)
     assert "bytes long" in str(refused.error)
+
+
+# -- string values: any length is legitimate data, stored and found by q -----------------
+
+
+def test_a_long_random_string_value_is_stored_and_found_by_q(
+    knowledge_service: KnowledgeService,
+) -> None:
+    # 8,000 random characters (a q expression is at most 8,192), three times what a btree
+    # entry holds; the two values share all but their last character, 1 or 2 (ordered
+    # alike in any collation), so the indexed prefix alone cannot tell them apart.
+    long_value = _random_text(7_999) + "1"
+    near = long_value[:-1] + "2"
+    knowledge_service.create_entity(
+        "city", {**_tank(), LEVEL: {"type": "Property", "value": long_value}}
+    )
+    knowledge_service.create_entity(
+        "city", {**_tank(), "id": OTHER, LEVEL: {"type": "Property", "value": near}}
+    )
+    assert knowledge_service.retrieve_entity("city", ENTITY)[LEVEL]["value"] == long_value
+
+    def ids(q: str) -> list[str]:
+        query = parse_entity_query({"q": q, "limit": "100"})
+        page = knowledge_service.query_entities("city", query, expand=lambda term: V + term)
+        return sorted(entity["id"] for entity in page.entities)
+
+    assert ids(f'level=="{long_value}"') == [ENTITY]
+    assert ids(f'level=="{near}"') == [OTHER]
+    assert ids(f'level!="{long_value}"') == [OTHER]
+    assert ids(f'level=="{long_value[:256]}"') == []  # a shared prefix is not equality
+    assert ids(f'level>="{long_value}"') == [ENTITY, OTHER]
+    assert ids(f'level>"{long_value}"') == [OTHER]
+    assert ids(f'level<"{near}"') == [ENTITY]
+    # and the store keeps working for the next write of the same attribute
+    knowledge_service.append_attributes(
+        "city", ENTITY, {LEVEL: {"type": "Property", "value": long_value + "!"}}
+    )
+    assert ids(f'level=="{long_value}!"') == [ENTITY]

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from sqlalchemy import select
+
+from cityos_knowledge.query.nodes import Operator, Text, Uri
 from cityos_knowledge.query.paging import select_entities
 from cityos_knowledge.query.params import parse_entity_query
+from cityos_knowledge.query.targets import Target
+from cityos_knowledge.query.translate import compare
+from cityos_knowledge.store.tables import attributes
 from tests.knowledge.query.city import (
     AIR_BARCELONA,
     AIR_ESPANA,
@@ -148,3 +155,36 @@ def test_names_are_expanded_before_they_are_looked_up(city: City) -> None:
         expanded = connection.execute(select_entities(query, expand=expand)).scalars().all()
     assert (as_written, expanded) == ([], [AIR_ESPANA])
     assert city.ids(type=VOCAB + "Park") == {PARK_RETIRO}
+
+
+@pytest.mark.parametrize("value", [Text("good"), Uri("urn:ngsi-ld:Device:sensor-sol")])
+def test_string_equality_matches_the_prefix_index_expression(city: City, value: Any) -> None:
+    """``attributes_name_text`` covers ``left(value_text, 256)`` (ADR 0019): the translator's
+    string equality on ``value_text`` must reach it with the prefix, not the name alone.
+
+    The target has only the text column: on a plain attribute the equality is OR-ed with
+    the array and language-map alternatives, which no index covers.
+    """
+    target = Target(
+        present=attributes.c.value_text.is_not(None),
+        json=None,
+        text=attributes.c.value_text,
+        text_prefix_indexed=True,
+    )
+    probe = select(attributes.c.entity_id).where(
+        attributes.c.name == VOCAB + "airQualityLevel", compare(target, Operator.EQUAL, value)
+    )
+    compiled = probe.compile(
+        dialect=city.engine.dialect,
+        schema_translate_map={None: city.schema},
+        render_schema_translate=True,
+    )
+    with city.engine.connect() as connection, connection.begin():
+        # The seeded city is tiny: without these the planner rightly reads the whole table.
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+        rows = connection.exec_driver_sql("EXPLAIN " + compiled.string, compiled.params)
+        plan = [str(row[0]) for row in rows]
+    assert "attributes_name_text" in plan[0], plan
+    [condition] = [line for line in plan if "Index Cond" in line]
+    assert '"left"(value_text, 256)' in condition, plan

@@ -58,7 +58,8 @@ class Target:
     are typed views or ``None`` when this target has no such column (then they are derived
     from ``json``); ``relationship`` holds when the target is a Relationship's object, which
     ordering operators never match; ``language_map`` holds when the target is a
-    LanguageProperty's map (compared through its values).
+    LanguageProperty's map (compared through its values); ``text_prefix_indexed`` holds when
+    ``text`` is ``value_text``, whose index covers only a prefix (``text_index_prefix``).
     """
 
     present: ColumnElement[bool]
@@ -69,6 +70,7 @@ class Target:
     relationship: ColumnElement[bool] | None = None
     language_map: ColumnElement[bool] | None = None
     any_language: bool = False
+    text_prefix_indexed: bool = False
 
     def as_number(self) -> ColumnElement[Any]:
         if self.number is not None:
@@ -185,6 +187,7 @@ def _value_target(columns: Any, members: tuple[str, ...]) -> Target:
         text=columns.value_text,
         relationship=_is_relationship(columns.kind),
         language_map=columns.kind == "LanguageProperty",
+        text_prefix_indexed=True,
     )
 
 

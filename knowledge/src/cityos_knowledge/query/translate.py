@@ -47,7 +47,7 @@ from cityos_knowledge.query.nodes import (
 from cityos_knowledge.query.q_parser import ENTITY_TIMESTAMPS
 from cityos_knowledge.query.shapes import bound
 from cityos_knowledge.query.targets import Expander, Target, attribute_exists, json_text, resolve
-from cityos_knowledge.store.tables import entities
+from cityos_knowledge.store.tables import entities, text_index_prefix
 
 Condition = ColumnElement[bool]
 
@@ -124,6 +124,8 @@ def _equal(target: Target, value: Scalar | Range | ValueList) -> Condition:
         return _any_member(target, lambda text: text == _bound(value))
     if isinstance(value, Boolean):
         same = target.json == bound(value, _value, JSONB) if target.json is not None else false()
+    elif isinstance(value, Text | Uri) and target.text_prefix_indexed:
+        same = _indexed_text_equal(target.as_text(), _bound(value))
     else:
         same = _typed(target, value) == _bound(value)
     alternatives = [same]
@@ -139,6 +141,16 @@ def _equal(target: Target, value: Scalar | Range | ValueList) -> Condition:
             and_(target.language_map, _any_member(target, lambda text: text == _bound(value)))
         )
     return or_(*alternatives)
+
+
+def _indexed_text_equal(text: ColumnElement[Any], value: ColumnElement[Any]) -> Condition:
+    """``text = value``, plus the equality of their prefixes that ``attributes_name_text`` has.
+
+    Equal strings have equal prefixes, so the added condition changes no answer. Ranges
+    keep only the exact comparison: a prefix is not monotone in a linguistic collation
+    (ADR 0019).
+    """
+    return and_(text_index_prefix(text) == text_index_prefix(value), text == value)
 
 
 def _ordered(target: Target, operator: Operator, value: Scalar) -> Condition:

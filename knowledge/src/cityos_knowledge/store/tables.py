@@ -46,8 +46,10 @@ every key column is ``NOT NULL`` and plain unique indexes work.
   comparisons and ranges.
 - ``value_text`` text: ``value`` when it is a JSON string (a Relationship's object, a
   VocabProperty's vocab, a string Property, the ``@value`` of a typed literal such as a
-  DateTime), else NULL. Indexed with ``name``: use it for string equality, patterns and
-  ranges.
+  DateTime), else NULL. Its first :data:`TEXT_INDEX_PREFIX` characters are indexed with
+  ``name`` (``attributes_name_text`` on ``(name, left(value_text, 256))``, so a string of
+  any length fits the index): for string equality compare the prefixes too
+  (:func:`text_index_prefix`) to use it.
 - ``geometry`` geometry(Geometry, 4326): the GeoJSON value of a GeoProperty, else NULL.
   GiST-indexed (non-NULL rows). Selecting the column returns GeoJSON text; in filters use
   it with PostGIS functions (``func.ST_Intersects(attributes.c.geometry, ...)``).
@@ -118,6 +120,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -213,17 +216,31 @@ attributes = Table(
         postgresql_where=text("value_number IS NOT NULL"),
     ),
     Index(
-        "attributes_name_text",
-        "name",
-        "value_text",
-        postgresql_where=text("value_text IS NOT NULL"),
-    ),
-    Index(
         "attributes_geometry",
         "geometry",
         postgresql_using="gist",
         postgresql_where=text("geometry IS NOT NULL"),
     ),
+)
+
+#: Characters of ``value_text`` that ``attributes_name_text`` indexes (ADR 0019): the whole
+#: value would make a long random string (over about 2,650 bytes after compression) fail
+#: its write. 256 characters are at most 1,024 bytes of UTF-8, with a name at its 768-byte
+#: limit about 1,800 bytes uncompressed: under btree's 2,704 whatever the text; and longer
+#: than nearly every string a filter compares, so the prefix alone is as selective.
+TEXT_INDEX_PREFIX = 256
+
+
+def text_index_prefix(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``left(value, 256)``, written as the index has it (a constant, never a parameter)."""
+    return func.left(value, literal_column(str(TEXT_INDEX_PREFIX)), type_=Text)
+
+
+Index(
+    "attributes_name_text",
+    attributes.c.name,
+    text_index_prefix(attributes.c.value_text),
+    postgresql_where=text("value_text IS NOT NULL"),
 )
 
 attribute_instances = Table(

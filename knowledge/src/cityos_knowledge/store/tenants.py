@@ -23,8 +23,9 @@ from cityos_knowledge.store.tables import attribute_instances, metadata, tenants
 
 logger = logging.getLogger(__name__)
 
-#: The per-tenant layout :func:`create_tenant_schema` builds; migrations upgrade older ones.
-LAYOUT_VERSION = 1
+#: The per-tenant layout :func:`create_tenant_schema` builds; migrations upgrade older ones
+#: (2: ``attributes_name_text`` indexes a prefix of ``value_text``, revision ``k0002``).
+LAYOUT_VERSION = 2
 
 #: URI-ish names: letters, digits and ``_ . : - /``, starting with a letter or digit.
 TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,99}")
