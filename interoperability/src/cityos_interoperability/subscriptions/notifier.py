@@ -133,9 +133,12 @@ class Notifier:
         self._loop = None
 
     async def _shutdown(self) -> None:
-        for task in [*self._workers, *([self._flusher] if self._flusher else [])]:
+        tasks = [*self._workers, *([self._flusher] if self._flusher else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        # Wait for the cancellations to finish (the flusher's wait_for needs a few loop
+        # turns): a task still cancelling when the loop closes is destroyed while pending.
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._fail_queued()
         await self._flush()
         closed = {id(t): t for t in self._transports.values()}
