@@ -62,7 +62,6 @@ from cityos_knowledge.query import (
     entity_document,
     entity_ordering,
     parse_entity_query,
-    prefer_serial_plans,
     select_entities,
 )
 from cityos_knowledge.query.authorization import (
@@ -591,37 +590,29 @@ class KnowledgeService:
         modifiedAt to entities and attributes.
         """
         access = self._access(scope)
-        restricted = access is not None and access.filters_reads
-        if not restricted:
+        if access is None or not access.filters_reads:
             return self._query_page(tenant, access, query, expand, sys_attrs)
-        document = (
-            document_column(self._projection(query, expand, sys_attrs))
-            if sys_attrs
-            else entity_document(query, expand=expand)
-        )
-        if restricted:
-            assert access is not None
-            document = access.document(document)
+        # A restricted scope is built per request (its conditions are the caller's), so it
+        # does not take the per-shape statement cache of the unrestricted path.
+        condition = access.entity_condition(query, expand=expand)
+        document = access.document(self._page_document(query, expand, sys_attrs))
         statement = select_entities(
             query, expand=expand, columns=[document], with_total=query.count
-        )
-        if restricted:
-            assert access is not None
-            statement = statement.where(access.entity_condition(query, expand=expand))
+        ).where(condition)
         with self._reading(tenant, access) as connection, connection.begin():
-            # Parallel workers cost more than they save on these short, indexed queries.
-            prefer_serial_plans(connection)
             rows = connection.execute(statement).all()
-            found = [row[0] for row in rows]
             total = None
-            counting = count_entities(query, expand=expand)
-            if restricted:
-                assert access is not None
-                counting = counting.where(access.entity_condition(query, expand=expand))
             if query.count:
                 # The page carries the total; an empty page (offset past the end) cannot.
+                counting = count_entities(query, expand=expand).where(condition)
                 total = int(rows[0][1]) if rows else int(connection.execute(counting).scalar_one())
-        return EntityPage(found, total)
+        return EntityPage([row[0] for row in rows], total)
+
+    def _page_document(self, query: EntityQuery, expand: Expander, sys_attrs: bool) -> Any:
+        """The column that renders each entity of a query page."""
+        if sys_attrs:
+            return document_column(self._projection(query, expand, sys_attrs))
+        return entity_document(query, expand=expand)
 
     def _query_page(
         self,
@@ -635,11 +626,7 @@ class KnowledgeService:
         autocommit (one statement, its own snapshot) with the connection's serial plans."""
 
         def page(query: EntityQuery, expand: Expander) -> Any:
-            document = (
-                document_column(self._projection(query, expand, sys_attrs))
-                if sys_attrs
-                else entity_document(query, expand=expand)
-            )
+            document = self._page_document(query, expand, sys_attrs)
             return select_entities(query, expand=expand, columns=[document], with_total=query.count)
 
         def counting(query: EntityQuery, expand: Expander) -> Any:
