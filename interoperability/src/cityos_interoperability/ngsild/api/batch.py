@@ -25,12 +25,11 @@ from cityos_interoperability.ngsild.api.common import (
     OmitParam,
     OptionsParam,
     PickParam,
+    answer_query,
     dataset_ids,
     entity_media_type,
     entity_query,
     projected,
-    query_and_join,
-    render_entities,
     selections,
     top_level,
 )
@@ -325,31 +324,20 @@ def build(services: ApiServices) -> APIRouter:
         datasets = dataset_ids(found.get("datasetId"))
         facade = facade_for(services, scope)
 
-        page, joined = await run_in_threadpool(
-            lambda: query_and_join(
-                facade,
-                tenant,
-                query,
-                terms,
-                rep,
-                datasets=datasets,
-                join=active_join,
-                level=level,
-            )
-        )
-        headers = (
-            {"NGSILD-Results-Count": str(page.count)} if count and page.count is not None else {}
-        )
-        return await render_entities(
+        return await answer_query(
             request,
             media_type,
+            facade,
+            tenant,
+            query,
             terms,
             rep,
-            joined.entities,
-            single=False,
+            datasets=datasets,
+            join=active_join,
+            level=level,
+            count=count,
             geometry_property=geometry_property,
-            headers=headers,
-            linked=joined.linked,
+            with_page_links=False,
         )
 
     return router

@@ -303,6 +303,59 @@ def query_and_join(
     return page, linked_entities(facade, tenant, found, rep, terms, join=join, level=level)
 
 
+async def answer_query(
+    request: Request,
+    media_type: str,
+    facade: KnowledgeFacade,
+    tenant: str | None,
+    query: EntityQuery,
+    terms: TermMap,
+    rep: Representation,
+    *,
+    datasets: frozenset[str] | None,
+    join: str | None,
+    level: int,
+    count: bool,
+    geometry_property: str | None,
+    with_page_links: bool,
+) -> Response:
+    """Run Query Entities (GET /entities or POST /entityOperations/query) and render the page.
+
+    ``NGSILD-Results-Count`` when ``count`` asked for it; prev/next ``Link`` headers when
+    ``with_page_links`` (the GET form, whose parameters the links repeat).
+    """
+    page, joined = await run_in_threadpool(
+        lambda: query_and_join(
+            facade, tenant, query, terms, rep, datasets=datasets, join=join, level=level
+        )
+    )
+    headers: dict[str, str] = {}
+    if count and page.count is not None:
+        headers["NGSILD-Results-Count"] = str(page.count)
+    if with_page_links:
+        links = page_links(
+            request,
+            media_type,
+            offset=query.offset,
+            limit=query.limit,
+            returned=len(page.entities),
+            total=page.count,
+        )
+        if links:
+            headers["Link"] = links
+    return await render_entities(
+        request,
+        media_type,
+        terms,
+        rep,
+        joined.entities,
+        single=False,
+        geometry_property=geometry_property,
+        headers=headers,
+        linked=joined.linked,
+    )
+
+
 def linked_entities(
     facade: KnowledgeFacade,
     tenant: str | None,

@@ -28,6 +28,7 @@ from cityos_interoperability.ngsild.api.common import (
     OmitParam,
     OptionsParam,
     PickParam,
+    answer_query,
     check_entity_id,
     dataset_ids,
     entity_media_type,
@@ -35,9 +36,7 @@ from cityos_interoperability.ngsild.api.common import (
     expand_attrs,
     keep_instances,
     linked_entities,
-    page_links,
     projected,
-    query_and_join,
     render_entities,
     request_terms,
     selections,
@@ -151,41 +150,20 @@ def build(services: ApiServices) -> APIRouter:
         check_query_scope(query, type, georel, local)
         facade = facade_for(services, scope)
 
-        page, joined = await run_in_threadpool(
-            lambda: query_and_join(
-                facade,
-                tenant,
-                query,
-                terms,
-                rep,
-                datasets=datasets,
-                join=active_join,
-                level=level,
-            )
-        )
-        headers = {}
-        if count and page.count is not None:
-            headers["NGSILD-Results-Count"] = str(page.count)
-        links = page_links(
+        return await answer_query(
             request,
             media_type,
-            offset=query.offset,
-            limit=query.limit,
-            returned=len(page.entities),
-            total=page.count,
-        )
-        if links:
-            headers["Link"] = links
-        return await render_entities(
-            request,
-            media_type,
+            facade,
+            tenant,
+            query,
             terms,
             rep,
-            joined.entities,
-            single=False,
+            datasets=datasets,
+            join=active_join,
+            level=level,
+            count=count,
             geometry_property=geometry_property,
-            headers=headers,
-            linked=joined.linked,
+            with_page_links=True,
         )
 
     @router.delete("/entities", operation_id="purgeEntities", status_code=204, dependencies=WRITE)
