@@ -147,6 +147,8 @@ class KnowledgeService:
         self._scope: DataScope | None = None
         #: Compiled context queries per query shape (shared by scoped views).
         self._statements = StatementCache(store.engine.dialect)
+        #: The partial updates' group commit (shared by scoped views, ADR 0052).
+        self._partial_updates = partial_update.PartialUpdates(store.engine, store.partitions)
 
     @classmethod
     def from_url(
@@ -328,23 +330,20 @@ class KnowledgeService:
         # The fast path writes without the guarded writer: only for subjects who may write
         # every type (their tenant is still checked).
         if (access is None or access.writable is None) and partial_update.takes_fast_path(partial):
-            # The API's hot write: two statements instead of the general path's nine.
+            # The API's hot write: a few set-based statements per batch of concurrent
+            # updates, one commit for the batch; returns once this update is committed.
             tenant_name = validate_tenant(tenant)
             if access is not None:
                 access.require_tenant(tenant_name)
-            schema = self._store.tenants.ensure(tenant_name)
-            with self._store.engine.begin() as connection:
-                partial_update.patch_attribute(
-                    connection,
-                    schema=schema,
-                    tenant=tenant_name,
-                    partitions=self._store.partitions,
-                    now=datetime.now(UTC),
-                    entity_id=validate_entity_id(entity_id),
-                    name=name,
-                    partial=partial,
-                    entity_type=entity_type,
-                )
+            update = partial_update.PartialUpdate.of(
+                schema=self._store.tenants.ensure(tenant_name),
+                tenant=tenant_name,
+                entity_id=validate_entity_id(entity_id),
+                name=name,
+                partial=partial,
+                entity_type=entity_type,
+            )
+            self._partial_updates.submit(update)
             return
         with self._writing(tenant, access=access) as writer:
             writer.require_type(validate_entity_id(entity_id), entity_type)

@@ -1,40 +1,63 @@
-"""The partial update of one attribute (PATCH /entities/{id}/attrs/{attrId}) in two statements.
+"""The partial update of one attribute (PATCH /entities/{id}/attrs/{attrId}), group committed.
 
 The general write path (:class:`cityos_knowledge.context.writes.ContextWriter`) runs about
 nine statements for this operation and builds most of them with SQLAlchemy Core each time;
 the statements' construction cost more than running them. This is the hot write of the
 NGSI-LD API (a device or an application updating one value), so it has its own path with
-the same effects and guarantees, written as SQL text cached per tenant schema:
+the same effects and guarantees (ADR 0018), written as SQL text prepared per tenant schema.
 
-1. lock the entity row (``FOR UPDATE``) and read its types and the attribute instance;
-2. (Python) merge the partial attribute into the stored one and validate it exactly as the
-   general path does (:func:`cityos_knowledge.entities.attributes.attribute_row`);
-3. one statement: upsert the current-state row, append the history instance (a replayed
-   one is ignored), rebuild the entity document from its attribute rows (ADR 0014: the
-   rows read from the table plus the row just written, which the same statement cannot
-   read back from the table) and write the change event, with the previous document, to
-   the outbox, waking the relay at commit.
+Concurrent callers share one transaction (ADR 0052): :class:`PartialUpdates` queues each
+caller's update and one of them applies everything queued as a batch
+(:mod:`cityos_knowledge.context.group_commit`), in a transaction that, per tenant schema:
 
-Only the ordinary case takes it: an NGSI-LD Null (a deletion) or an invalid ``datasetId``
-goes through the general path, which owns those answers.
+1. locks the batch's entity rows in id order (``FOR UPDATE``: the same order in every
+   batch, so two batches cannot deadlock) and reads their types;
+2. applies the updates in *rounds*, at most one update per entity in a round, in the order
+   they were queued (two updates of one entity in one batch are two rounds: each sees the
+   other's result, has its own history instance and its own event). Per round: one
+   statement reads the attribute instances (after the lock, so never an instance a
+   concurrent writer replaced while this one waited), Python merges and validates each
+   partial attribute exactly as the general path does
+   (:func:`cityos_knowledge.entities.attributes.attribute_row`), and one statement upserts
+   the current-state rows, appends the history instances (a replayed one is ignored),
+   rebuilds the entity documents from their attribute rows (ADR 0014) and writes one
+   change event per update, with the entity before and after, to the outbox;
+3. commits once: one WAL flush and one relay wake-up (``NOTIFY``, folded per transaction)
+   for the whole batch. Only then is any caller of the batch answered.
+
+An update refused by the validation (NotFound, BadRequestData) is left out of the batch's
+statements and only its caller gets the error. A batch the database refuses as a whole is
+rolled back and its updates are retried one per transaction, so each caller gets its own
+outcome.
+
+Only the ordinary case takes this path: an NGSI-LD Null (a deletion) or an invalid
+``datasetId`` goes through the general path, which owns those answers.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection, CursorResult, Engine
+from sqlalchemy.exc import DBAPIError
 
 from cityos_kernel.events.payloads import EntityChangedV1
 from cityos_kernel.events.topics import ENTITIES_CHANGED
+from cityos_knowledge.context.group_commit import GroupCommit
 from cityos_knowledge.context.writes import merged_attribute
-from cityos_knowledge.entities.attributes import attribute_row, instance_row
+from cityos_knowledge.entities.attributes import (
+    AttributeRow,
+    InstanceRow,
+    attribute_row,
+    instance_row,
+)
 from cityos_knowledge.entities.model import is_null
 from cityos_knowledge.entities.repository import DOCUMENT_EXPRESSION
 from cityos_knowledge.errors import NotFoundError
@@ -42,25 +65,42 @@ from cityos_knowledge.outbox.writer import CHANNEL, SOURCE
 from cityos_knowledge.store.history import Partitions, month_start
 from cityos_knowledge.store.tables import DEFAULT_DATASET
 
+#: Updates applied in one transaction at most (more wait for the next batch).
+MAX_BATCH = 64
+
 _LOCK_SQL = """
-SELECT e.types, e.deleted_at IS NOT NULL, a.body
+SELECT e.id, e.types, e.deleted_at IS NOT NULL AS deleted
 FROM {schema}.entities AS e
-LEFT JOIN {schema}.attributes AS a
-  ON a.entity_id = e.id AND a.name = %(name)s AND a.dataset_id = %(dataset_id)s
-WHERE e.id = %(entity_id)s
-FOR UPDATE OF e
+WHERE e.id = ANY(%(ids)s)
+ORDER BY e.id
+FOR UPDATE
 """
 
+_READ_SQL = """
+SELECT k.ord, a.body
+FROM jsonb_to_recordset(CAST(%(keys)s AS jsonb))
+  AS k(ord integer, entity_id text, name text, dataset_id text)
+JOIN {schema}.attributes AS a
+  ON a.entity_id = k.entity_id AND a.name = k.name AND a.dataset_id = k.dataset_id
+"""
+
+# One update per entity in ``given`` (a round), so every row below is touched once.
 _WRITE_SQL = """
-WITH written AS (
+WITH given AS (
+  SELECT * FROM jsonb_to_recordset(CAST(%(given)s AS jsonb)) AS g(
+    ord integer, tenant text, entity_id text, name text, dataset_id text, kind text,
+    value jsonb, value_number double precision, value_text text, geometry text,
+    observed_at timestamptz, unit_code text, body jsonb, now timestamptz,
+    instance_observed_at timestamptz, has_observed_at boolean, instance_value jsonb,
+    extras jsonb, envelope jsonb)
+), written AS (
   INSERT INTO {schema}.attributes AS a (
     entity_id, name, dataset_id, kind, value, value_number, value_text, geometry,
     observed_at, unit_code, body, created_at, modified_at)
-  VALUES (
-    %(entity_id)s, %(name)s, %(dataset_id)s, %(kind)s, CAST(%(value)s AS jsonb),
-    %(value_number)s, %(value_text)s,
-    ST_SetSRID(ST_GeomFromGeoJSON(CAST(%(geometry)s AS text)), 4326),
-    %(observed_at)s, %(unit_code)s, CAST(%(body)s AS jsonb), %(now)s, %(now)s)
+  SELECT g.entity_id, g.name, g.dataset_id, g.kind, g.value, g.value_number, g.value_text,
+    ST_SetSRID(ST_GeomFromGeoJSON(g.geometry), 4326),
+    g.observed_at, g.unit_code, g.body, g.now, g.now
+  FROM given AS g ORDER BY g.entity_id
   ON CONFLICT (entity_id, name, dataset_id) DO UPDATE SET
     kind = excluded.kind, value = excluded.value, value_number = excluded.value_number,
     value_text = excluded.value_text, geometry = excluded.geometry,
@@ -71,56 +111,47 @@ WITH written AS (
   INSERT INTO {schema}.attribute_instances (
     entity_id, name, dataset_id, observed_at, has_observed_at, kind, unit_code,
     value_number, value, geometry, extras)
-  VALUES (
-    %(entity_id)s, %(name)s, %(dataset_id)s, %(instance_observed_at)s, %(has_observed_at)s,
-    %(kind)s, %(unit_code)s, %(value_number)s, CAST(%(instance_value)s AS jsonb),
-    ST_SetSRID(ST_GeomFromGeoJSON(CAST(%(geometry)s AS text)), 4326),
-    CAST(%(extras)s AS jsonb))
+  SELECT g.entity_id, g.name, g.dataset_id, g.instance_observed_at, g.has_observed_at,
+    g.kind, g.unit_code, g.value_number, g.instance_value,
+    ST_SetSRID(ST_GeomFromGeoJSON(g.geometry), 4326), g.extras
+  FROM given AS g ORDER BY g.entity_id
   ON CONFLICT DO NOTHING
 ), current_rows AS (
-  SELECT a.entity_id, a.name, a.dataset_id, a.body FROM {schema}.attributes AS a
-  WHERE a.entity_id = %(entity_id)s AND NOT (a.name = %(name)s AND a.dataset_id = %(dataset_id)s)
+  SELECT a.entity_id, a.name, a.dataset_id, a.body
+  FROM {schema}.attributes AS a JOIN given AS g ON g.entity_id = a.entity_id
+  WHERE NOT (a.name = g.name AND a.dataset_id = g.dataset_id)
   UNION ALL
   SELECT entity_id, name, dataset_id, body FROM written
 ), previous AS (
-  SELECT e.entity FROM {schema}.entities AS e WHERE e.id = %(entity_id)s
+  SELECT e.id, e.entity FROM {schema}.entities AS e JOIN given AS g ON g.entity_id = e.id
 ), document AS (
   UPDATE {schema}.entities AS e SET
     entity = {document},
-    modified_at = %(now)s
-  WHERE e.id = %(entity_id)s
+    modified_at = g.now
+  FROM given AS g
+  WHERE e.id = g.entity_id
   RETURNING e.id, e.types, e.entity
+), events AS (
+  INSERT INTO cityos_knowledge.outbox (tenant, topic, key, envelope)
+  SELECT g.tenant, %(topic)s, d.id,
+    g.envelope || jsonb_build_object(
+      'payload', (g.envelope -> 'payload') || jsonb_build_object(
+        'entity_types', to_jsonb(d.types), 'entity', d.entity, 'previous', p.entity))
+  FROM given AS g
+  JOIN document AS d ON d.id = g.entity_id
+  JOIN previous AS p ON p.id = g.entity_id
+  ORDER BY g.ord
+  RETURNING 1
 )
-INSERT INTO cityos_knowledge.outbox (tenant, topic, key, envelope)
-SELECT %(tenant)s, %(topic)s, d.id,
-  CAST(%(envelope)s AS jsonb) || jsonb_build_object(
-    'payload', (CAST(%(envelope)s AS jsonb) -> 'payload') || jsonb_build_object(
-      'entity_types', to_jsonb(d.types), 'entity', d.entity, 'previous', p.entity))
-FROM document AS d CROSS JOIN previous AS p
-RETURNING pg_notify(%(channel)s, '')
+SELECT count(*), pg_notify(%(channel)s, '') FROM events
 """
 
-#: The parameters of the two statements, with their PostgreSQL types (for PREPARE).
+#: The parameters of the statements, with their PostgreSQL types (for PREPARE).
 _PARAMETER_TYPES = {
-    "entity_id": "text",
-    "name": "text",
-    "dataset_id": "text",
-    "kind": "text",
-    "value": "text",
-    "value_number": "double precision",
-    "value_text": "text",
-    "geometry": "text",
-    "observed_at": "timestamptz",
-    "unit_code": "text",
-    "body": "text",
-    "now": "timestamptz",
-    "instance_observed_at": "timestamptz",
-    "has_observed_at": "boolean",
-    "instance_value": "text",
-    "extras": "text",
-    "tenant": "text",
+    "ids": "text[]",
+    "keys": "text",
+    "given": "text",
     "topic": "text",
-    "envelope": "text",
     "channel": "text",
 }
 
@@ -169,18 +200,20 @@ class _Prepared:
 
 _PREPARED_KEY = "cityos_knowledge.partial_update.prepared"
 
-#: The two statements per tenant schema (the schema is the only part not a parameter).
-_STATEMENTS: dict[str, tuple[_Prepared, _Prepared]] = {}
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    lock: _Prepared
+    read: _Prepared
+    write: _Prepared
+
+
+#: The statements per tenant schema (the schema is the only part not a parameter).
+_STATEMENTS: dict[str, _Statements] = {}
 _STATEMENTS_LOCK = threading.Lock()
 
 
-def takes_fast_path(partial: Mapping[str, Any]) -> bool:
-    """Whether :func:`patch_attribute` handles this partial attribute (else the general path)."""
-    dataset_id = partial.get("datasetId", DEFAULT_DATASET)
-    return isinstance(dataset_id, str) and bool(dataset_id) and not is_null(partial)
-
-
-def _statements(connection: Connection, schema: str) -> tuple[_Prepared, _Prepared]:
+def _statements(connection: Connection, schema: str) -> _Statements:
     found = _STATEMENTS.get(schema)
     if found is None:
         quoted = connection.dialect.identifier_preparer.quote(schema)
@@ -189,8 +222,9 @@ def _statements(connection: Connection, schema: str) -> tuple[_Prepared, _Prepar
             number = len(_STATEMENTS)
             found = _STATEMENTS.setdefault(
                 schema,
-                (
+                _Statements(
                     _Prepared.of(f"cityos_patch_lock_{number}", _LOCK_SQL.format(schema=quoted)),
+                    _Prepared.of(f"cityos_patch_read_{number}", _READ_SQL.format(schema=quoted)),
                     _Prepared.of(
                         f"cityos_patch_write_{number}",
                         _WRITE_SQL.format(schema=quoted, document=document),
@@ -200,70 +234,224 @@ def _statements(connection: Connection, schema: str) -> tuple[_Prepared, _Prepar
     return found
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+def takes_fast_path(partial: Mapping[str, Any]) -> bool:
+    """Whether :class:`PartialUpdates` handles this partial attribute (else the general path)."""
+    dataset_id = partial.get("datasetId", DEFAULT_DATASET)
+    return isinstance(dataset_id, str) and bool(dataset_id) and not is_null(partial)
 
 
-def patch_attribute(
-    connection: Connection,
-    *,
-    schema: str,
-    tenant: str,
-    partitions: Partitions,
-    now: datetime,
-    entity_id: str,
-    name: str,
-    partial: Mapping[str, Any],
-    entity_type: str | None = None,
-) -> None:
-    """Partially update one attribute instance inside the caller's transaction.
+@dataclass(frozen=True, slots=True)
+class PartialUpdate:
+    """One caller's partial update of one attribute instance."""
 
-    ``partial`` must satisfy :func:`takes_fast_path`. NotFound when the entity is absent,
-    deleted, not of ``entity_type`` (the ``type`` selector), or has no such attribute
-    instance; BadRequestData when the merged attribute is invalid.
-    """
-    lock, write = _statements(connection, schema)
-    dataset_id = str(partial.get("datasetId", DEFAULT_DATASET))
-    found: Any = lock.run(
-        connection, {"entity_id": entity_id, "name": name, "dataset_id": dataset_id}
-    ).first()
-    if found is None or found[1]:
-        raise NotFoundError(f"entity {entity_id} does not exist")
-    types, _, existing = found
-    if entity_type is not None and entity_type not in types:
-        raise NotFoundError(f"entity {entity_id} is not of type {entity_type}")
+    schema: str
+    tenant: str
+    entity_id: str
+    name: str
+    partial: Mapping[str, Any]
+    #: The ``type`` selector: NotFound unless the entity has this type.
+    entity_type: str | None
+    #: The change event's envelope, made in the caller's context (its correlation id);
+    #: the statement adds the entity's types and documents.
+    envelope: bytes
+
+    @property
+    def dataset_id(self) -> str:
+        return str(self.partial.get("datasetId", DEFAULT_DATASET))
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        schema: str,
+        tenant: str,
+        entity_id: str,
+        name: str,
+        partial: Mapping[str, Any],
+        entity_type: str | None = None,
+    ) -> PartialUpdate:
+        """An update to submit; ``partial`` must satisfy :func:`takes_fast_path`."""
+        envelope = ENTITIES_CHANGED.envelope(
+            EntityChangedV1(
+                entity_id=entity_id, entity_types=[], change="updated", attributes=[name]
+            ),
+            source=SOURCE,
+            tenant=tenant,
+        )
+        encoded = ENTITIES_CHANGED.encode(envelope)
+        return cls(schema, tenant, entity_id, name, partial, entity_type, encoded)
+
+
+class PartialUpdates:
+    """Applies partial updates, concurrent ones together (group commit, ADR 0052)."""
+
+    def __init__(
+        self, engine: Engine, partitions: Partitions, *, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._engine = engine
+        self._partitions = partitions
+        self._group = GroupCommit(self.apply, max_batch=max_batch)
+
+    @property
+    def waiting(self) -> int:
+        """Updates queued behind the batch being applied."""
+        return self._group.waiting
+
+    def submit(self, update: PartialUpdate) -> None:
+        """Apply ``update``; return once it is committed. NotFound when the entity is
+        absent, deleted, not of ``entity_type`` or has no such attribute instance;
+        BadRequestData when the merged attribute is invalid."""
+        self._group.submit(update)
+
+    def apply(self, updates: Sequence[PartialUpdate]) -> list[BaseException | None]:
+        """Apply a batch in one transaction; each update's outcome (None: applied)."""
+        try:
+            with self._engine.begin() as connection:
+                return _Batch(connection, self._partitions, updates).apply()
+        except DBAPIError as exc:
+            if len(updates) == 1:
+                return [exc]
+        # Refused as a whole (a deadlock with another writer, a value the database rejects):
+        # one transaction each, so only the update at fault fails.
+        return [self.apply([update])[0] for update in updates]
+
+
+class _Batch:
+    """One batch in one transaction: the updates' outcomes as they are applied."""
+
+    def __init__(
+        self, connection: Connection, partitions: Partitions, updates: Sequence[PartialUpdate]
+    ) -> None:
+        self._connection = connection
+        self._partitions = partitions
+        self._updates = updates
+        self._clock = _Clock()
+        self.outcomes: list[BaseException | None] = [None] * len(updates)
+
+    def apply(self) -> list[BaseException | None]:
+        by_schema: dict[str, list[int]] = defaultdict(list)
+        for index, update in enumerate(self._updates):
+            by_schema[update.schema].append(index)
+        for schema in sorted(by_schema):  # schemas, then ids: one lock order for every batch
+            indices = by_schema[schema]
+            statements = _statements(self._connection, schema)
+            ids = sorted({self._updates[index].entity_id for index in indices})
+            locked = statements.lock.run(self._connection, {"ids": ids})
+            entities = {row.id: row for row in locked}
+            for round_ in _rounds(self._updates, indices):
+                self._apply_round(schema, statements, round_, entities)
+        return self.outcomes
+
+    def _apply_round(
+        self,
+        schema: str,
+        statements: _Statements,
+        indices: list[int],
+        entities: Mapping[str, Any],
+    ) -> None:
+        now = self._clock.tick()
+        keys = [
+            {
+                "ord": index,
+                "entity_id": self._updates[index].entity_id,
+                "name": self._updates[index].name,
+                "dataset_id": self._updates[index].dataset_id,
+            }
+            for index in indices
+        ]
+        read = statements.read.run(self._connection, {"keys": orjson.dumps(keys).decode()})
+        existing: dict[int, Any] = {row.ord: row.body for row in read}
+        given: list[dict[str, Any]] = []
+        months: set[date] = set()
+        for index in indices:
+            update = self._updates[index]
+            try:
+                row = _checked(update, entities.get(update.entity_id), existing.get(index))
+                instance = instance_row(update.entity_id, row, now)
+            except Exception as exc:  # this update's error only; the others go on
+                self.outcomes[index] = exc
+                continue
+            months.add(month_start(instance.observed_at))
+            given.append(_given(index, update, row, instance, now))
+        if not given:
+            return
+        self._partitions.ensure(schema, months)
+        written = statements.write.run(
+            self._connection,
+            {
+                "given": orjson.dumps(given).decode(),
+                "topic": ENTITIES_CHANGED.name,
+                "channel": CHANNEL,
+            },
+        ).scalar_one()
+        if written != len(given):  # the lock and the checks above make this impossible
+            raise RuntimeError(f"{written} of {len(given)} partial updates written")
+
+
+def _rounds(updates: Sequence[PartialUpdate], indices: list[int]) -> list[list[int]]:
+    """``indices`` in rounds of at most one update per entity, keeping the queue's order."""
+    rounds: list[list[int]] = []
+    seen: dict[str, int] = defaultdict(int)
+    for index in indices:
+        number = seen[updates[index].entity_id]
+        seen[updates[index].entity_id] = number + 1
+        if number == len(rounds):
+            rounds.append([])
+        rounds[number].append(index)
+    return rounds
+
+
+class _Clock:
+    """Write times that increase from round to round (each update's own history instant
+    when its attribute has no observedAt, and its entity's modifiedAt)."""
+
+    def __init__(self) -> None:
+        self._last: datetime | None = None
+
+    def tick(self) -> datetime:
+        now = datetime.now(UTC)
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(microseconds=1)
+        self._last = now
+        return now
+
+
+def _given(
+    index: int, update: PartialUpdate, row: AttributeRow, instance: InstanceRow, now: datetime
+) -> dict[str, Any]:
+    """One row of the write statement's ``given`` (absent keys are NULL)."""
+    values = {
+        "ord": index,
+        "tenant": update.tenant,
+        "entity_id": update.entity_id,
+        "name": update.name,
+        "dataset_id": row.dataset_id,
+        "kind": row.kind,
+        "value": row.value,
+        "value_number": row.value_number,
+        "value_text": row.value_text,
+        "geometry": row.geometry,
+        "observed_at": row.observed_at,
+        "unit_code": row.unit_code,
+        "body": row.body,
+        "now": now,
+        "instance_observed_at": instance.observed_at,
+        "has_observed_at": instance.has_observed_at,
+        "instance_value": instance.value,
+        "extras": instance.extras,
+        "envelope": orjson.Fragment(update.envelope),
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _checked(update: PartialUpdate, entity: Any, existing: Any) -> AttributeRow:
+    """The attribute row of ``update`` merged onto ``existing``, or its refusal."""
+    if entity is None or entity.deleted:
+        raise NotFoundError(f"entity {update.entity_id} does not exist")
+    if update.entity_type is not None and update.entity_type not in entity.types:
+        raise NotFoundError(f"entity {update.entity_id} is not of type {update.entity_type}")
     if existing is None:
-        raise NotFoundError(f"entity {entity_id} has no attribute {name} ({dataset_id})")
-    row = attribute_row(name, merged_attribute(existing, partial))
-    instance = instance_row(entity_id, row, now)
-    partitions.ensure(schema, [month_start(instance.observed_at)])
-    envelope = ENTITIES_CHANGED.envelope(
-        EntityChangedV1(entity_id=entity_id, entity_types=[], change="updated", attributes=[name]),
-        source=SOURCE,
-        tenant=tenant,
-    )
-    write.run(
-        connection,
-        {
-            "entity_id": entity_id,
-            "name": name,
-            "dataset_id": row.dataset_id,
-            "kind": row.kind,
-            "value": _json(row.value),
-            "value_number": row.value_number,
-            "value_text": row.value_text,
-            "geometry": row.geometry,
-            "observed_at": row.observed_at,
-            "unit_code": row.unit_code,
-            "body": _json(row.body),
-            "now": now,
-            "instance_observed_at": instance.observed_at,
-            "has_observed_at": instance.has_observed_at,
-            "instance_value": _json(instance.value),
-            "extras": _json(instance.extras),
-            "tenant": tenant,
-            "topic": ENTITIES_CHANGED.name,
-            "envelope": ENTITIES_CHANGED.encode(envelope).decode(),
-            "channel": CHANNEL,
-        },
-    )
+        raise NotFoundError(
+            f"entity {update.entity_id} has no attribute {update.name} ({update.dataset_id})"
+        )
+    return attribute_row(update.name, merged_attribute(existing, update.partial))

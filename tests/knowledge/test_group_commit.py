@@ -1,0 +1,143 @@
+"""The group commit's queue (ADR 0052), without a database: who leads, what goes together."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from cityos_knowledge.context.group_commit import GroupCommit
+
+
+class Recorder:
+    """An ``apply`` that records its batches; the first batch waits until it is released."""
+
+    def __init__(self, fail: Callable[[str], BaseException | None] = lambda item: None) -> None:
+        self.batches: list[list[str]] = []
+        self.first_started = threading.Event()
+        self.release_first = threading.Event()
+        self._fail = fail
+
+    def __call__(self, items: Sequence[str]) -> list[BaseException | None]:
+        self.batches.append(list(items))
+        if len(self.batches) == 1:
+            self.first_started.set()
+            assert self.release_first.wait(30)
+        return [self._fail(item) for item in items]
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition never held")
+        time.sleep(0.001)
+
+
+def queued_up(group: GroupCommit[str], count: int) -> bool:
+    return group.waiting == count
+
+
+def submit_in_threads(
+    group: GroupCommit[str], items: list[str], errors: dict[str, BaseException]
+) -> list[threading.Thread]:
+    def submit(item: str) -> None:
+        try:
+            group.submit(item)
+        except Exception as exc:
+            errors[item] = exc
+
+    threads = [threading.Thread(target=submit, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_a_caller_alone_is_applied_at_once_as_a_batch_of_one() -> None:
+    batches: list[list[str]] = []
+
+    def apply(items: Sequence[str]) -> list[BaseException | None]:
+        batches.append(list(items))
+        return [None] * len(items)
+
+    group = GroupCommit(apply)
+    group.submit("a")
+    group.submit("b")
+    assert batches == [["a"], ["b"]]
+
+
+def test_callers_arriving_during_a_batch_go_together_in_the_next_one_in_their_order() -> None:
+    recorder = Recorder()
+    group: GroupCommit[str] = GroupCommit(recorder)
+    errors: dict[str, BaseException] = {}
+    first = submit_in_threads(group, ["first"], errors)
+    assert recorder.first_started.wait(30)
+    others = []
+    for number in range(6):  # one at a time, so the queue's order is known
+        others += submit_in_threads(group, [f"item-{number}"], errors)
+        wait_for(functools.partial(queued_up, group, number + 1))
+    recorder.release_first.set()
+    for thread in first + others:
+        thread.join(30)
+    assert recorder.batches == [["first"], [f"item-{number}" for number in range(6)]]
+    assert errors == {}
+    assert group.waiting == 0
+
+
+def test_a_batch_is_bounded_and_the_rest_follows() -> None:
+    recorder = Recorder()
+    group: GroupCommit[str] = GroupCommit(recorder, max_batch=2)
+    errors: dict[str, BaseException] = {}
+    threads = submit_in_threads(group, ["first"], errors)
+    assert recorder.first_started.wait(30)
+    threads += submit_in_threads(group, ["b", "c", "d", "e", "f"], errors)
+    wait_for(lambda: group.waiting == 5)
+    recorder.release_first.set()
+    for thread in threads:
+        thread.join(30)
+    assert [len(batch) for batch in recorder.batches] == [1, 2, 2, 1]
+    assert sorted(item for batch in recorder.batches for item in batch) == [
+        "b", "c", "d", "e", "f", "first",
+    ]  # fmt: skip
+    assert errors == {}
+
+
+def test_each_caller_gets_its_own_outcome() -> None:
+    recorder = Recorder(lambda item: ValueError(item) if item == "bad" else None)
+    group: GroupCommit[str] = GroupCommit(recorder)
+    errors: dict[str, BaseException] = {}
+    threads = submit_in_threads(group, ["first"], errors)
+    assert recorder.first_started.wait(30)
+    threads += submit_in_threads(group, ["good", "bad", "fine"], errors)
+    wait_for(lambda: group.waiting == 3)
+    recorder.release_first.set()
+    for thread in threads:
+        thread.join(30)
+    assert len(recorder.batches) == 2
+    assert list(errors) == ["bad"]
+    assert str(errors["bad"]) == "bad"
+
+
+def test_a_failing_batch_fails_its_callers_and_the_next_caller_still_leads() -> None:
+    calls: list[list[str]] = []
+
+    def apply(items: Sequence[str]) -> list[BaseException | None]:
+        calls.append(list(items))
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+        return [None] * len(items)
+
+    group = GroupCommit(apply)
+    with pytest.raises(RuntimeError, match="went away"):
+        group.submit("a")
+    group.submit("b")
+    assert calls == [["a"], ["b"]]
+
+
+def test_a_wrong_number_of_outcomes_is_an_error_not_a_silent_success() -> None:
+    group: GroupCommit[str] = GroupCommit(lambda items: [])
+    with pytest.raises(RuntimeError, match="0 outcomes for a batch of 1"):
+        group.submit("a")
