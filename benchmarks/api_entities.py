@@ -414,6 +414,8 @@ def line(label: str, figures: dict[str, Any], extra: str = "") -> None:
 
 
 def main() -> None:
+    from cityos.server import server_stack
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "command", nargs="?", default="run", choices=("run", "serve", "load", "facade")
@@ -426,17 +428,18 @@ def main() -> None:
     parser.add_argument("--port", type=int)
     parser.add_argument("--scenario")
     parser.add_argument("--max-distance", type=int, default=500)
+    http, loop = server_stack()
     parser.add_argument(
         "--http",
-        default="h11",
+        default=http,
         choices=("h11", "httptools"),
-        help="uvicorn's HTTP parser (httptools is not a project dependency)",
+        help=f"uvicorn's HTTP parser (default: what `cityos serve` uses here, {http})",
     )
     parser.add_argument(
         "--loop",
-        default="asyncio",
+        default=loop,
         choices=("asyncio", "uvloop"),
-        help="uvicorn's event loop (uvloop is not a project dependency)",
+        help=f"uvicorn's event loop (default: what `cityos serve` uses here, {loop})",
     )
     args = parser.parse_args()
 
