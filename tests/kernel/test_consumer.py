@@ -5,14 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 
 from cityos_kernel.bus import MemoryBus, Record
 from cityos_kernel.bus.consumer import ConsumerRunner, ConsumerSpec, Message, dead_letter_payload
+from cityos_kernel.bus.port import Delivery
+from cityos_kernel.events.envelope import Envelope
 from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
-from cityos_kernel.events.topics import OBSERVATIONS, PLATFORM_DEADLETTER
+from cityos_kernel.events.topics import OBSERVATIONS, PLATFORM_DEADLETTER, Topic
 
 
 def observation_record(entity: str, value: float) -> Record:
@@ -171,3 +174,46 @@ def test_the_runner_publishes_its_lag_for_monitoring() -> None:
     wait_until(lambda: lag() == 0)
     runner.stop()
     assert lag() == 0
+
+
+def test_a_shared_decode_lock_is_held_while_decoding_and_free_for_handler_and_dead_letter() -> None:
+    """Members sharing a decode lock take turns decoding but never wait on each other's
+    handler (its I/O) or dead letters."""
+    bus = MemoryBus(partitions=1)
+    lock = threading.Lock()
+    held_while_decoding: list[bool] = []
+
+    @dataclass(frozen=True)
+    class RecordingTopic(Topic[ObservationV1]):
+        def decode(self, data: bytes) -> Envelope[ObservationV1]:
+            held_while_decoding.append(lock.locked())
+            return super().decode(data)
+
+    topic = RecordingTopic(OBSERVATIONS.name, ObservationV1, "entity id", (), ())
+    held_while_handling: list[bool] = []
+    held_while_dead_lettering: list[bool] = []
+
+    def dead_letter(delivery: Delivery, reason: str, *, group: str) -> None:
+        held_while_dead_lettering.append(lock.locked())
+
+    spec = ConsumerSpec(
+        name="test",
+        group="g",
+        topics=[topic],
+        handler=lambda batch: held_while_handling.append(lock.locked()),
+        dead_letter=dead_letter,
+        decode_lock=lock,
+    )
+    bus.publish(
+        [
+            observation_record("urn:e:1", 1),
+            Record(OBSERVATIONS.name, "urn:e:bad", b"{}"),
+            observation_record("urn:e:2", 2),
+        ]
+    )
+    subscription = bus.subscribe("g", [OBSERVATIONS.name])
+    ConsumerRunner(bus, spec).process(subscription, subscription.poll(10, 1.0))
+    assert held_while_decoding == [True, True, True]
+    assert held_while_handling == [False]
+    assert held_while_dead_lettering == [False]
+    assert sum(bus.committed("g").values()) == 3

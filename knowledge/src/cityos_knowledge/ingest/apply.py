@@ -13,7 +13,9 @@ current state does not move for an observedAt it has already seen.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,11 +77,16 @@ class ObservationApplier:
         vocabulary: str,
         reject: Rejecter | None = None,
         after_commit: Callable[[], None] | None = None,
+        python_phase: threading.Lock | None = None,
     ) -> None:
         self._store = store
         self._stager = Stager(vocabulary)
         self._reject = reject
         self._after_commit = after_commit
+        #: Held while staging (pure Python); shared with the other members' decoding.
+        self._python_phase: contextlib.AbstractContextManager[Any] = (
+            python_phase or contextlib.nullcontext()
+        )
 
     def __call__(self, messages: Sequence[Message]) -> None:
         self.apply(messages)
@@ -89,13 +96,17 @@ class ObservationApplier:
         result = IngestResult()
         now = datetime.now(UTC)
         stager = self._stager
-        stager.start_batch()
-        for seq, message in enumerate(messages):
-            try:
-                result.observations += stager.stage(message.envelope, seq)
-            except KnowledgeError as exc:
-                self._rejected(message.delivery, str(exc))
-                result.rejected += 1
+        rejected: list[tuple[Delivery, str]] = []
+        with self._python_phase:
+            stager.start_batch()
+            for seq, message in enumerate(messages):
+                try:
+                    result.observations += stager.stage(message.envelope, seq)
+                except KnowledgeError as exc:
+                    rejected.append((message.delivery, str(exc)))
+        for delivery, reason in rejected:  # outside the lock: a dead letter may wait on I/O
+            self._rejected(delivery, reason)
+            result.rejected += 1
         batches = stager.tenants
         if not batches:
             return result

@@ -84,16 +84,19 @@ class Stager:
         self._vocabulary = vocabulary
         self._terms: dict[str, str] = {}
         self._fields: dict[str, str] = {}
+        #: attribute name as observed → (expanded and length-checked, its COPY field)
+        self._names: dict[str, tuple[str, str]] = {}
         self._tenants: dict[str | None, str] = {}
-        self._moments: dict[datetime, _Moment] = {}
+        self._moments: dict[tuple[Any, ...], _Moment] = {}
         self.tenants: dict[str, TenantRows] = {}
 
     def start_batch(self) -> None:
         self.tenants = {}
         self._moments = {}
-        if len(self._terms) + len(self._fields) > _NAME_CACHE_LIMIT:
+        if len(self._terms) + len(self._fields) + len(self._names) > _NAME_CACHE_LIMIT:
             self._terms.clear()
             self._fields.clear()
+            self._names.clear()
 
     def expand(self, term: str) -> str:
         """The IRI of a short name (remembered)."""
@@ -102,6 +105,12 @@ class Stager:
             expanded = self._terms[term] = expand_term(term, self._vocabulary)
         return expanded
 
+    def _name(self, term: str) -> tuple[str, str]:
+        """An attribute name's IRI and its COPY field (remembered once checked)."""
+        name = check_key_length(self.expand(term), "attribute name")
+        known = self._names[term] = (name, self._field(name))
+        return known
+
     def _field(self, text: str) -> str:
         escaped = self._fields.get(text)
         if escaped is None:
@@ -109,11 +118,18 @@ class Stager:
         return escaped
 
     def _moment(self, observed_at: datetime) -> _Moment:
-        moment = self._moments.get(observed_at)
+        # Keyed on the fields, not the datetime: hashing an aware datetime asks its tzinfo
+        # for the offset and builds two timedeltas (half a microsecond per attribute).
+        key = (
+            observed_at.year, observed_at.month, observed_at.day, observed_at.hour,
+            observed_at.minute, observed_at.second, observed_at.microsecond, observed_at.tzinfo,
+            observed_at.fold,
+        )  # fmt: skip
+        moment = self._moments.get(key)
         if moment is None:
             utc = observed_at.astimezone(UTC) if observed_at.tzinfo else observed_at
             utc = utc.replace(tzinfo=UTC)
-            moment = self._moments[observed_at] = _Moment(
+            moment = self._moments[key] = _Moment(
                 utc.isoformat(), format_datetime(utc), date(utc.year, utc.month, 1)
             )
         return moment
@@ -124,7 +140,7 @@ class Stager:
         Raises BadRequestData (nothing added) when the store cannot take it.
         """
         observation = envelope.payload
-        if not isinstance(observation, ObservationV1):
+        if type(observation) is not ObservationV1 and not isinstance(observation, ObservationV1):
             raise TypeError(f"not an observation: {type(observation).__name__}")
         tenant = self._tenants.get(envelope.tenant)
         if tenant is None:
@@ -135,10 +151,11 @@ class Stager:
         head = f"{seq}\t{copy_field(_no_nul(entity_id))}\t"
         lines = []
         months = []
+        names = self._names
         for measured in observation.attributes:
             moment = self._moment(measured.observed_at)
             months.append(moment.month)
-            name = check_key_length(self.expand(measured.name), "attribute name")
+            name, name_field = names.get(measured.name) or self._name(measured.name)
             value = measured.value
             kind = measured.kind
             kind_type = type(value)
@@ -154,7 +171,7 @@ class Stager:
                 number = repr(value)
                 unit = measured.unit_code
                 lines.append(
-                    f"{head}{self._field(name)}\t@none\t{moment.iso}\t"
+                    f"{head}{name_field}\t@none\t{moment.iso}\t"
                     f"{moment.ngsi}\tProperty\t{self._field(unit) if unit else _NULL}\t"
                     f"{number}\t{number}\t\\N\n"
                 )

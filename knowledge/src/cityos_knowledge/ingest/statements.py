@@ -33,7 +33,8 @@ STAGING_TABLE = "knowledge_ingest_rows"
 
 _STAGING_DDL = f"""
 CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} (
-  seq integer, entity_id text, name text, dataset_id text, observed_at timestamptz,
+  seq integer, entity_id text COLLATE "C", name text COLLATE "C", dataset_id text COLLATE "C",
+  observed_at timestamptz,
   observed_text text, kind text, unit_code text, value_number double precision, value text,
   geometry text
 ) ON COMMIT DELETE ROWS"""

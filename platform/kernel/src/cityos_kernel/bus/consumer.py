@@ -119,6 +119,10 @@ class ConsumerSpec:
     poll_timeout: float = 0.5
     dead_letter: DeadLetterHandler | None = None
     retry_backoff: tuple[float, float] = field(default=(0.5, 30.0))
+    #: Held while a batch is decoded. Members of one group in one process may share a lock
+    #: (and hold it again for their handler's own pure-Python phase): the decoding of one
+    #: then overlaps the others' waits on I/O instead of contending with them for the GIL.
+    decode_lock: threading.Lock | None = None
 
 
 class ConsumerRunner:
@@ -184,24 +188,23 @@ class ConsumerRunner:
 
     def process(self, subscription: Subscription, deliveries: Sequence[Delivery]) -> None:
         """Decode, dead-letter the invalid, hand the rest to the handler, then commit."""
-        messages: list[Message] = []
-        for delivery in deliveries:
-            topic = self._topics.get(delivery.topic) or CATALOGUE.get(delivery.topic)
-            try:
-                if topic is None:
-                    raise SchemaError(f"no schema known for topic {delivery.topic}")
-                messages.append(Message(topic.decode(delivery.value), delivery))
-            except SchemaError as exc:
-                logger.error(
-                    "consumer %s: dead-lettering %s[%d]@%d: %s",
-                    self.name,
-                    delivery.topic,
-                    delivery.partition,
-                    delivery.offset,
-                    exc.reason,
-                )
-                self._dead_letter(delivery, exc.reason, group=self._spec.group)
-                DEAD_LETTERED.labels(self._spec.group, delivery.topic).inc()
+        lock = self._spec.decode_lock
+        if lock is None:
+            messages, invalid = self._decode(deliveries)
+        else:
+            with lock:
+                messages, invalid = self._decode(deliveries)
+        for delivery, reason in invalid:  # outside the lock: a dead letter may wait on I/O
+            logger.error(
+                "consumer %s: dead-lettering %s[%d]@%d: %s",
+                self.name,
+                delivery.topic,
+                delivery.partition,
+                delivery.offset,
+                reason,
+            )
+            self._dead_letter(delivery, reason, group=self._spec.group)
+            DEAD_LETTERED.labels(self._spec.group, delivery.topic).inc()
         if messages:
             first = messages[0].envelope
             with log_context(tenant=first.tenant, correlation_id=first.correlation_id):
@@ -209,3 +212,20 @@ class ConsumerRunner:
         subscription.commit(deliveries)
         for topic_name, count in collections.Counter(d.topic for d in deliveries).items():
             CONSUMED.labels(self._spec.group, topic_name).inc(count)
+
+    def _decode(
+        self, deliveries: Sequence[Delivery]
+    ) -> tuple[list[Message], list[tuple[Delivery, str]]]:
+        """The valid envelopes of a batch, and the records that fail their schema (why)."""
+        messages: list[Message] = []
+        invalid: list[tuple[Delivery, str]] = []
+        topics = self._topics
+        for delivery in deliveries:
+            topic = topics.get(delivery.topic) or CATALOGUE.get(delivery.topic)
+            try:
+                if topic is None:
+                    raise SchemaError(f"no schema known for topic {delivery.topic}")
+                messages.append(Message(topic.decode(delivery.value), delivery))
+            except SchemaError as exc:
+                invalid.append((delivery, exc.reason))
+        return messages, invalid

@@ -39,17 +39,16 @@ class Topic(Generic[P]):
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     envelope_model: type[Envelope[P]] = field(init=False, repr=False, compare=False)
+    #: The name's version suffix and what precedes it, computed once (decode checks them
+    #: for every record).
+    schema_version: int = field(init=False, repr=False, compare=False)
+    event_type: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "envelope_model", Envelope[self.payload])  # type: ignore[name-defined]
-
-    @property
-    def schema_version(self) -> int:
-        return int(self.name.rsplit(".v", 1)[1])
-
-    @property
-    def event_type(self) -> str:
-        return self.name.rsplit(".v", 1)[0]
+        event_type, version = self.name.rsplit(".v", 1)
+        object.__setattr__(self, "schema_version", int(version))
+        object.__setattr__(self, "event_type", event_type)
 
     def envelope(
         self,
