@@ -8,7 +8,7 @@ from collections.abc import Callable
 from cityos_kernel.bus.consumer import ConsumerSpec, PublishingDeadLetter
 from cityos_kernel.bus.port import Bus, Delivery
 from cityos_kernel.events.topics import OBSERVATIONS
-from cityos_knowledge.ingest.apply import ObservationApplier
+from cityos_knowledge.ingest.apply import GC_OBJECTS_PER_MESSAGE, ObservationApplier
 from cityos_knowledge.store.database import KnowledgeStore
 
 GROUP = "knowledge-ingest"
@@ -39,6 +39,7 @@ def ingest_consumer(
         reject=reject,
         after_commit=after_commit,
         python_phase=python_phase,
+        gc_threshold=GC_OBJECTS_PER_MESSAGE * store.settings.knowledge_ingest_batch,
     )
     return ConsumerSpec(
         name="knowledge-ingest",
