@@ -72,6 +72,8 @@ class _Moment:
     iso: str
     ngsi: str
     month: date
+    #: the line's middle for a number of the default instance (datasetId to kind)
+    default_number: str
 
 
 class Stager:
@@ -129,8 +131,9 @@ class Stager:
         if moment is None:
             utc = observed_at.astimezone(UTC) if observed_at.tzinfo else observed_at
             utc = utc.replace(tzinfo=UTC)
+            iso, ngsi = utc.isoformat(), format_datetime(utc)
             moment = self._moments[key] = _Moment(
-                utc.isoformat(), format_datetime(utc), date(utc.year, utc.month, 1)
+                iso, ngsi, date(utc.year, utc.month, 1), f"\t@none\t{iso}\t{ngsi}\tProperty\t"
             )
         return moment
 
@@ -152,6 +155,7 @@ class Stager:
         lines = []
         months = []
         names = self._names
+        fields = self._fields
         for measured in observation.attributes:
             moment = self._moment(measured.observed_at)
             months.append(moment.month)
@@ -171,8 +175,8 @@ class Stager:
                 number = repr(value)
                 unit = measured.unit_code
                 lines.append(
-                    f"{head}{name_field}\t@none\t{moment.iso}\t"
-                    f"{moment.ngsi}\tProperty\t{self._field(unit) if unit else _NULL}\t"
+                    f"{head}{name_field}{moment.default_number}"
+                    f"{(fields.get(unit) or self._field(unit)) if unit else _NULL}\t"
                     f"{number}\t{number}\t\\N\n"
                 )
             else:
