@@ -14,9 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 import cityos
 from cityos.bootstrap import Platform
 from cityos.readiness import run_checks
+from cityos.route_index import index_routes
 from cityos_support.monitoring.http import HttpMetricsMiddleware
 from cityos_support.security.dependencies import public
-from cityos_support.security.write_audit import WriteAuditMiddleware
+from cityos_support.security.write_audit import WriteAudit
 
 
 def platform_router(platform: Platform) -> APIRouter:
@@ -70,10 +71,11 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     app.state.authorizer = platform.authorizer
     app.state.platform = platform
-    app.add_middleware(WriteAuditMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)
+    # One middleware learns each response's status for the metrics and the write audit.
+    app.add_middleware(HttpMetricsMiddleware, observers=(WriteAudit(),))
     app.include_router(platform_router(platform))
     for parts in platform.parts.values():
         for router in parts.routers:
             app.include_router(router)
+    index_routes(app)
     return app

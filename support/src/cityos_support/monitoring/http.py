@@ -1,12 +1,19 @@
-"""Prometheus metrics for HTTP requests (count and latency per route template).
+"""The HTTP middleware of a cityos process: metrics per route, and the answered status.
 
-A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which copies every
-response body through an extra task and costs measurable throughput).
+One plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which copies every
+response body through an extra task and costs measurable throughput) wraps ``send`` once
+per request to learn the status the client got, and gives it to every consumer of that
+status: the Prometheus metrics below, and the :class:`ResponseObserver` s the runtime adds
+(the write audit, :mod:`cityos_support.security.write_audit`). Each middleware layer costs
+a wrapped ``send`` and a few frames per request, so consumers share this one.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +29,16 @@ LATENCY = Histogram(
 )
 
 
+class ResponseObserver(Protocol):
+    """Something that must know the status each HTTP request was answered with."""
+
+    def request_started(self, scope: Scope) -> None:
+        """Before the application sees the request (may leave marks in ``scope``)."""
+
+    async def response_answered(self, scope: Scope, status_code: int) -> None:
+        """After the application returned; 500 when it failed before answering."""
+
+
 def _route_template(scope: Scope) -> str:
     # Label by template (/entities/{id}), never by raw path: raw paths explode cardinality.
     # FastAPI puts the matched route in the scope; routers carry their full prefix.
@@ -29,11 +46,19 @@ def _route_template(scope: Scope) -> str:
     return str(getattr(route, "path", "unmatched"))
 
 
-class HttpMetricsMiddleware:
-    """Counts requests and observes their latency."""
+@functools.lru_cache(maxsize=4096)
+def _series(method: str, route: str, status_code: int) -> tuple[Histogram, Counter]:
+    # prometheus_client's labels() takes a lock and builds a key on every call; the label
+    # sets are few (route templates, methods, statuses), so remember their series.
+    return LATENCY.labels(method, route), REQUESTS.labels(method, route, str(status_code))
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class HttpMetricsMiddleware:
+    """Counts requests and observes their latency; tells ``observers`` the status answered."""
+
+    def __init__(self, app: ASGIApp, *, observers: Sequence[ResponseObserver] = ()) -> None:
         self.app = app
+        self.observers = tuple(observers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,6 +66,8 @@ class HttpMetricsMiddleware:
             return
         started = time.perf_counter()
         status_code = 500
+        for observer in self.observers:
+            observer.request_started(scope)
 
         async def send_with_status(message: Message) -> None:
             nonlocal status_code
@@ -51,7 +78,12 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = _route_template(scope)
-            method = str(scope["method"])
-            LATENCY.labels(method, route).observe(time.perf_counter() - started)
-            REQUESTS.labels(method, route, str(status_code)).inc()
+            try:
+                for observer in self.observers:
+                    await observer.response_answered(scope, status_code)
+            finally:
+                latency, requests = _series(
+                    str(scope["method"]), _route_template(scope), status_code
+                )
+                latency.observe(time.perf_counter() - started)
+                requests.inc()

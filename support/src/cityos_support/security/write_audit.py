@@ -2,52 +2,50 @@
 
 ``require()`` lets a write through; whether it *succeeded* is only known from the response:
 route classes (the NGSI-LD one) turn errors into ProblemDetails responses before a
-dependency could see them. This ASGI middleware, added by the runtime, therefore records the
-write the dependency left in ``request.state`` once the response has started: ``success``
-for a status below 400, ``failure`` otherwise (an unhandled error is a 500). Without the
-middleware (a bare app in a test), ``require()`` records the write itself.
+dependency could see them. :class:`WriteAudit`, a response observer of the runtime's HTTP
+middleware (:class:`~cityos_support.monitoring.http.HttpMetricsMiddleware`, which learns
+each request's status once for metrics and audit alike), therefore records the write the
+dependency left in the request state once the response has started: ``success`` for a
+status below 400, ``failure`` otherwise (an unhandled error is a 500).
+:class:`WriteAuditMiddleware` is the same observer on its own, for an app without the
+runtime's middleware. Without either (a bare app in a test), ``require()`` records the
+write itself.
 """
 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
-#: Set in the request state by this middleware: "audit writes after the response".
+from cityos_support.monitoring.http import HttpMetricsMiddleware
+
+#: Set in the request state by this observer: "audit writes after the response".
 DEFERRED = "cityos_write_audit_deferred"
 #: Set by ``require()``: the (principal, permission) of the write to audit.
 PENDING = "cityos_write_audit_pending"
 
 
-class WriteAuditMiddleware:
+class WriteAudit:
     """Records the writes ``require()`` let through, with the status they were answered."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def request_started(self, scope: Scope) -> None:
+        scope.setdefault("state", {})[DEFERRED] = True
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+    async def response_answered(self, scope: Scope, status_code: int) -> None:
+        pending = scope["state"].pop(PENDING, None)
+        if pending is None:
             return
-        state = scope.setdefault("state", {})
-        state[DEFERRED] = True
-        status_code = 500
+        principal, permission = pending
+        request = Request(scope)
+        authorizer = getattr(request.app.state, "authorizer", None)
+        recorder = getattr(authorizer, "record_write", None)
+        if recorder is not None:
+            outcome = "success" if status_code < 400 else "failure"
+            await recorder(request, principal, permission, outcome=outcome)
 
-        async def send_with_status(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = int(message["status"])
-            await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            pending = state.pop(PENDING, None)
-            if pending is not None:
-                principal, permission = pending
-                request = Request(scope)
-                authorizer = getattr(request.app.state, "authorizer", None)
-                recorder = getattr(authorizer, "record_write", None)
-                if recorder is not None:
-                    outcome = "success" if status_code < 400 else "failure"
-                    await recorder(request, principal, permission, outcome=outcome)
+class WriteAuditMiddleware(HttpMetricsMiddleware):
+    """The HTTP middleware with the write audit: what an app outside the runtime adds."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app, observers=(WriteAudit(),))
