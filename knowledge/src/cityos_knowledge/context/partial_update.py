@@ -45,7 +45,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, CursorResult, Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from cityos_kernel.events.payloads import EntityChangedV1
@@ -68,23 +68,31 @@ from cityos_knowledge.store.tables import DEFAULT_DATASET
 #: Updates applied in one transaction at most (more wait for the next batch).
 MAX_BATCH = 64
 
+# Only locks: the rows it reads are those of the statement's snapshot, taken before any wait
+# for a lock, so the attribute instances are read by the next statement.
 _LOCK_SQL = """
-SELECT e.id, e.types, e.deleted_at IS NOT NULL AS deleted
-FROM {schema}.entities AS e
-WHERE e.id = ANY(%(ids)s)
-ORDER BY e.id
-FOR UPDATE
+SELECT count(*) FROM (
+  SELECT 1 FROM {schema}.entities AS e WHERE e.id = ANY(%(ids)s) ORDER BY e.id FOR UPDATE
+) AS locked
 """
 
+# ``ids`` repeats the entities of ``keys``: the planner cannot see inside the JSON (it
+# assumes 100 rows) but plans ``= ANY(ids)`` as a few index look-ups, never a table scan.
 _READ_SQL = """
-SELECT k.ord, a.body
+SELECT k.ord, e.types, e.deleted_at IS NOT NULL AS deleted, a.body
 FROM jsonb_to_recordset(CAST(%(keys)s AS jsonb))
   AS k(ord integer, entity_id text, name text, dataset_id text)
-JOIN {schema}.attributes AS a
-  ON a.entity_id = k.entity_id AND a.name = k.name AND a.dataset_id = k.dataset_id
+LEFT JOIN (
+  SELECT id, types, deleted_at FROM {schema}.entities WHERE id = ANY(%(ids)s)
+) AS e ON e.id = k.entity_id
+LEFT JOIN (
+  SELECT entity_id, name, dataset_id, body FROM {schema}.attributes
+  WHERE entity_id = ANY(%(ids)s)
+) AS a ON a.entity_id = k.entity_id AND a.name = k.name AND a.dataset_id = k.dataset_id
 """
 
-# One update per entity in ``given`` (a round), so every row below is touched once.
+# One update per entity in ``given`` (a round), so every row below is touched once; ``ids``
+# are the entities of ``given`` (see _READ_SQL).
 _WRITE_SQL = """
 WITH given AS (
   SELECT * FROM jsonb_to_recordset(CAST(%(given)s AS jsonb)) AS g(
@@ -123,13 +131,13 @@ WITH given AS (
   UNION ALL
   SELECT entity_id, name, dataset_id, body FROM written
 ), previous AS (
-  SELECT e.id, e.entity FROM {schema}.entities AS e JOIN given AS g ON g.entity_id = e.id
+  SELECT e.id, e.entity FROM {schema}.entities AS e WHERE e.id = ANY(%(ids)s)
 ), document AS (
   UPDATE {schema}.entities AS e SET
     entity = {document},
     modified_at = g.now
   FROM given AS g
-  WHERE e.id = g.entity_id
+  WHERE e.id = g.entity_id AND e.id = ANY(%(ids)s)
   RETURNING e.id, e.types, e.entity
 ), events AS (
   INSERT INTO cityos_knowledge.outbox (tenant, topic, key, envelope)
@@ -186,16 +194,24 @@ class _Prepared:
             tuple(parameters),
         )
 
-    def run(self, connection: Connection, values: Mapping[str, Any]) -> CursorResult[Any]:
-        # Prepared statements belong to the session (a rollback keeps them); the pool's
-        # per-connection ``info`` remembers which ones this connection has.
-        prepared = connection.connection.info.setdefault(_PREPARED_KEY, set())
-        if self.name not in prepared:
-            connection.exec_driver_sql(self.prepare)
-            prepared.add(self.name)
-        return connection.exec_driver_sql(
-            self.execute, tuple(values[parameter] for parameter in self.parameters)
-        )
+    def arguments(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(values[parameter] for parameter in self.parameters)
+
+
+def _run(connection: Connection, *calls: tuple[_Prepared, Mapping[str, Any]]) -> list[Any]:
+    """Execute prepared statements in one round trip; the rows of the last one."""
+    # Prepared statements belong to the session (a rollback keeps them); the pool's
+    # per-connection ``info`` remembers which ones this connection has.
+    prepared = connection.connection.info.setdefault(_PREPARED_KEY, set())
+    for statement, _ in calls:
+        if statement.name not in prepared:
+            connection.exec_driver_sql(statement.prepare)
+            prepared.add(statement.name)
+    result = connection.exec_driver_sql(
+        "; ".join(statement.execute for statement, _ in calls),
+        tuple(argument for statement, values in calls for argument in statement.arguments(values)),
+    )
+    return list(result.all()) if result.returns_rows else []
 
 
 _PREPARED_KEY = "cityos_knowledge.partial_update.prepared"
@@ -335,11 +351,10 @@ class _Batch:
         for schema in sorted(by_schema):  # schemas, then ids: one lock order for every batch
             indices = by_schema[schema]
             statements = _statements(self._connection, schema)
-            ids = sorted({self._updates[index].entity_id for index in indices})
-            locked = statements.lock.run(self._connection, {"ids": ids})
-            entities = {row.id: row for row in locked}
-            for round_ in _rounds(self._updates, indices):
-                self._apply_round(schema, statements, round_, entities)
+            lock = statements.lock, {"ids": sorted({self._updates[i].entity_id for i in indices})}
+            for number, round_ in enumerate(_rounds(self._updates, indices)):
+                # The first round's read goes with the lock, in the same round trip.
+                self._apply_round(schema, statements, round_, [lock] if number == 0 else [])
         return self.outcomes
 
     def _apply_round(
@@ -347,7 +362,7 @@ class _Batch:
         schema: str,
         statements: _Statements,
         indices: list[int],
-        entities: Mapping[str, Any],
+        before: list[tuple[_Prepared, Mapping[str, Any]]],
     ) -> None:
         now = self._clock.tick()
         keys = [
@@ -359,14 +374,15 @@ class _Batch:
             }
             for index in indices
         ]
-        read = statements.read.run(self._connection, {"keys": orjson.dumps(keys).decode()})
-        existing: dict[int, Any] = {row.ord: row.body for row in read}
+        ids = sorted({self._updates[index].entity_id for index in indices})
+        read = (statements.read, {"keys": orjson.dumps(keys).decode(), "ids": ids})
+        found = {row[0]: row for row in _run(self._connection, *before, read)}
         given: list[dict[str, Any]] = []
         months: set[date] = set()
         for index in indices:
             update = self._updates[index]
             try:
-                row = _checked(update, entities.get(update.entity_id), existing.get(index))
+                row = _checked(update, found[index])
                 instance = instance_row(update.entity_id, row, now)
             except Exception as exc:  # this update's error only; the others go on
                 self.outcomes[index] = exc
@@ -376,14 +392,13 @@ class _Batch:
         if not given:
             return
         self._partitions.ensure(schema, months)
-        written = statements.write.run(
-            self._connection,
-            {
-                "given": orjson.dumps(given).decode(),
-                "topic": ENTITIES_CHANGED.name,
-                "channel": CHANNEL,
-            },
-        ).scalar_one()
+        values = {
+            "given": orjson.dumps(given).decode(),
+            "ids": sorted({item["entity_id"] for item in given}),
+            "topic": ENTITIES_CHANGED.name,
+            "channel": CHANNEL,
+        }
+        [(written, _)] = _run(self._connection, (statements.write, values))
         if written != len(given):  # the lock and the checks above make this impossible
             raise RuntimeError(f"{written} of {len(given)} partial updates written")
 
@@ -444,11 +459,12 @@ def _given(
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _checked(update: PartialUpdate, entity: Any, existing: Any) -> AttributeRow:
-    """The attribute row of ``update`` merged onto ``existing``, or its refusal."""
-    if entity is None or entity.deleted:
+def _checked(update: PartialUpdate, found: Any) -> AttributeRow:
+    """The attribute row of ``update`` merged onto the stored instance, or its refusal."""
+    _, types, deleted, existing = found
+    if types is None or deleted:
         raise NotFoundError(f"entity {update.entity_id} does not exist")
-    if update.entity_type is not None and update.entity_type not in entity.types:
+    if update.entity_type is not None and update.entity_type not in types:
         raise NotFoundError(f"entity {update.entity_id} is not of type {update.entity_type}")
     if existing is None:
         raise NotFoundError(
