@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Executable,
     Float,
     Interval,
     Text,
@@ -30,7 +31,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import TIMESTAMP
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from cityos_knowledge.entities.attributes import format_datetime
 from cityos_knowledge.errors import BadRequestDataError
@@ -48,6 +51,54 @@ from cityos_knowledge.temporal.reads import (
 
 #: The grid of the continuous aggregates' hourly and daily buckets.
 DEFAULT_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+#: From this many instances (the planner's estimate) an aggregation may use parallel
+#: workers: each then has tens of thousands of rows to read, well above a worker's start-up
+#: cost, which dominated one entity's year of 15-minute data (docs/performance.md, ADR 0062).
+PARALLEL_INSTANCES = 200_000
+
+
+class _Explain(Executable, ClauseElement):
+    """``EXPLAIN (FORMAT JSON)`` of a statement, compiled like the statement itself (bound
+    parameters, the tenant's schema)."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(_Explain)
+def _compile_explain(element: _Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN (FORMAT JSON) " + str(compiler.process(element.statement, **kw))
+
+
+def estimated_rows(connection: Connection, statement: Select[Any]) -> float:
+    """The largest row count the planner expects anywhere in the statement's plan: for an
+    aggregation, the instances it reads."""
+    plan = connection.execute(_Explain(statement)).scalar_one()
+    largest, pending = 0.0, [plan[0]["Plan"]]
+    while pending:
+        node = pending.pop()
+        largest = max(largest, float(node.get("Plan Rows", 0)))
+        pending.extend(node.get("Plans", ()))
+    return largest
+
+
+def allow_parallel_workers(connection: Connection) -> None:
+    """Let the rest of this transaction plan with parallel workers (ADR 0062).
+
+    The store's connections plan serially (ADR 0017). PostgreSQL also expects one period
+    per instance (it cannot know that a period holds many), so it prices sending each
+    worker's partial aggregates to the leader as if they were all the instances and keeps
+    the plan serial; a zero transfer cost corrects that estimate.
+    """
+    connection.execute(
+        text(
+            "SET LOCAL max_parallel_workers_per_gather TO DEFAULT; "
+            "SET LOCAL parallel_tuple_cost = 0"
+        )
+    )
 
 
 _NUMERIC_METHODS: dict[str, Any] = {
@@ -117,7 +168,15 @@ def aggregated_values(
         if origin is None:
             return {}
     bucket = _bucket(query, at, origin)
-    keys = [history.c.entity_id, history.c.name, history.c.dataset_id]
+    # A key column that the WHERE clause pins to one value (one entity, one attribute) is
+    # filled in here instead of being hashed for every instance.
+    constant_id = ids[0] if len(ids) == 1 else None
+    constant_name = names[0] if names is not None and len(names) == 1 else None
+    keys = [
+        *([] if constant_id is not None else [history.c.entity_id]),
+        *([] if constant_name is not None else [history.c.name]),
+        history.c.dataset_id,
+    ]
     columns: list[ColumnElement[Any]] = [
         *keys,
         func.min(history.c.kind).label("kind"),
@@ -128,30 +187,34 @@ def aggregated_values(
         columns.extend([func.min(at).label("first"), func.max(at).label("last")])
     columns.extend(_method_column(m).label(f"m_{m}") for m in query.aggr_methods)
     group = [*keys, bucket] if bucket is not None else keys
+    # Ordered by byte order rather than by the grouping itself, so PostgreSQL hashes the
+    # instances into their periods and sorts only the periods (it expects one period per
+    # instance and would otherwise sort every instance by locale-aware text comparisons).
+    order = [*(key.collate("C") for key in keys), *group[len(keys) :]]
     statement = (
         select(*columns)
         .where(*selection(ids, names), *window(query))
         .group_by(*group)
-        .order_by(*group)
+        .order_by(*order)
     )
     # Enough memory to hash the groups: sorting ~1M rows by their long text keys instead
     # took three times as long (measured, docs/performance.md). Local to the transaction.
     connection.execute(text("SET LOCAL work_mem = '64MB'"))
-    # The store's connections plan serially (short context queries); these scans of up to
-    # millions of rows are what parallel workers are for.
-    connection.execute(text("SET LOCAL max_parallel_workers_per_gather TO DEFAULT"))
+    if len(ids) > 1 and estimated_rows(connection, statement) >= PARALLEL_INSTANCES:
+        allow_parallel_workers(connection)
     per_key: dict[AttributeKey, dict[str, Any]] = {}
     methods = tuple(query.aggr_methods)
     first_value = len(columns) - len(methods)
     # Periods repeat across entities and attributes: format each one once.
     spans: dict[Any, tuple[str, str]] = {}
+    get_key = _key_reader(constant_id, constant_name)
     for row in connection.execute(statement):
-        key = (row[0], row[1], row[2])
+        key = get_key(row)
         target = per_key.get(key)
         if target is None:
             target = per_key[key] = {"type": row.kind}
-            if row[2] != DEFAULT_DATASET:
-                target["datasetId"] = row[2]
+            if key[2] != DEFAULT_DATASET:
+                target["datasetId"] = key[2]
             for method in methods:
                 target[method] = []
         moment = row.bucket if bucket is not None else (row.first, row.last)
@@ -163,6 +226,18 @@ def aggregated_values(
             if value is not None:
                 target[method].append([plain(float(value)), *span])
     return fold(per_key)
+
+
+def _key_reader(constant_id: str | None, constant_name: str | None) -> Any:
+    """(entity id, attribute name, datasetId) of a result row, whose leading columns are
+    the key columns the statement did not pin to a constant."""
+    if constant_id is not None and constant_name is not None:
+        return lambda row: (constant_id, constant_name, row[0])
+    if constant_id is not None:
+        return lambda row: (constant_id, row[0], row[1])
+    if constant_name is not None:
+        return lambda row: (row[0], constant_name, row[1])
+    return lambda row: (row[0], row[1], row[2])
 
 
 def _span(query: TemporalQuery, row: Any, bucketed: bool) -> tuple[datetime, datetime]:
