@@ -33,7 +33,7 @@ def test_db_upgrade_creates_the_shared_schema_and_records_the_history_layout(
     database_url: str,
 ) -> None:
     report = upgrade(database_url, [KnowledgeLayer()])
-    assert report == ["platform: empty -> 0001", "knowledge: empty -> k0002"]
+    assert report == ["platform: empty -> 0001", "knowledge: empty -> k0003"]
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT key, value FROM cityos_knowledge.store_settings ORDER BY key")
         settings = dict(cursor.fetchall())
@@ -223,11 +223,146 @@ def test_k0002_gives_existing_tenants_the_prefix_index_of_new_ones(knowledge_url
     assert "(name, value_text)" in old_definition
     assert old_version == 1
 
-    assert upgrade(knowledge_url, [KnowledgeLayer()])[-1] == "knowledge: k0001 -> k0002"
+    assert upgrade(knowledge_url, [KnowledgeLayer()])[-1] == "knowledge: k0001 -> k0003"
     store = KnowledgeStore.from_url(knowledge_url)
     store.tenants.ensure("city-new")
     store.close()
     migrated = _text_index(knowledge_url, "city-old")
     assert migrated == _text_index(knowledge_url, "city-new")
     assert '"left"(value_text, 256)' in migrated[0]
-    assert migrated[1] == 2
+    assert migrated[1] == 3
+
+
+def _locations(url: str, tenant: str) -> tuple[list[tuple[str, ...]], list[tuple[str, str]], int]:
+    """A tenant's ``entity_locations`` definition (indexes, triggers), rows and layout."""
+    schema = schema_name(tenant)
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s "
+            "AND tablename = 'entity_locations' ORDER BY indexname",
+            (schema,),
+        )
+        indexes = [(row[0].replace(schema, "<schema>"),) for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND NOT t.tgisinternal ORDER BY tgname",
+            (schema,),
+        )
+        triggers = [(name, d.replace(schema, "<schema>")) for name, d in cursor.fetchall()]
+        cursor.execute(
+            "SELECT entity_id, ST_AsText(geometry), position::text "
+            f'FROM "{schema}".entity_locations ORDER BY entity_id'
+        )
+        rows = [tuple(row) for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT layout_version FROM cityos_knowledge.tenants WHERE tenant = %s", (tenant,)
+        )
+        [(version,)] = cursor.fetchall()
+    connection.close()
+    return [*indexes, *triggers], rows, version
+
+
+def _write_location(store: KnowledgeStore, tenant: str, entity_id: str, wkt: str) -> None:
+    schema = store.tenants.ensure(tenant)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    with store.engine.begin() as connection:
+        connection.execute(
+            text(
+                f'INSERT INTO "{schema}".attributes (entity_id, name, kind, body, geometry,'
+                " created_at, modified_at) VALUES (:id, 'location', 'GeoProperty', '{}',"
+                " ST_GeomFromText(:wkt, 4326), :now, :now)"
+            ),
+            {"id": entity_id, "wkt": wkt, "now": now},
+        )
+
+
+def test_k0003_gives_existing_tenants_the_locations_table_of_new_ones(knowledge_url: str) -> None:
+    store = KnowledgeStore.from_url(knowledge_url)
+    _write_location(store, "city-old", "urn:a", "POINT(-3.7 40.4)")
+    store.close()
+    [_, knowledge] = histories([KnowledgeLayer()])
+    command.downgrade(_config(knowledge, knowledge_url), "k0002")
+    with psycopg2.connect(knowledge_url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)", (f'"{schema_name("city-old")}".entity_locations',))
+        assert cursor.fetchone() == (None,)
+    connection.close()
+    store = KnowledgeStore.from_url(knowledge_url)
+    _write_location(store, "city-old", "urn:b", "POLYGON((0 0, 1 0, 1 1, 0 0))")  # no trigger
+    store.close()
+
+    assert upgrade(knowledge_url, [KnowledgeLayer()])[-1] == "knowledge: k0002 -> k0003"
+    store = KnowledgeStore.from_url(knowledge_url)
+    _write_location(store, "city-old", "urn:c", "POINT(2.17 41.4)")  # the trigger again
+    _write_location(store, "city-new", "urn:a", "POINT(-3.7 40.4)")
+    store.close()
+    old_definition, old_rows, old_version = _locations(knowledge_url, "city-old")
+    new_definition, new_rows, new_version = _locations(knowledge_url, "city-new")
+    assert old_definition == new_definition
+    assert len(old_definition) == 6  # primary key, two GiST indexes, three triggers
+    assert (old_version, new_version) == (3, 3)
+    assert old_rows == [
+        ("urn:a", "POINT(-3.7 40.4)", "(-3.7,40.4)"),
+        ("urn:b", "POLYGON((0 0,1 0,1 1,0 0))", None),
+        ("urn:c", "POINT(2.17 41.4)", "(2.17,41.4)"),
+    ]
+    assert new_rows == old_rows[:1]
+
+
+def test_entity_locations_follow_the_geometries_of_attributes(
+    knowledge_store: KnowledgeStore,
+) -> None:
+    schema = knowledge_store.tenants.ensure("city-a")
+    located = f'"{schema}".entity_locations'
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [
+        {"entity_id": "urn:a", "name": "location", "kind": "GeoProperty", "body": {}},
+        {"entity_id": "urn:a", "name": "speed", "kind": "Property", "body": {}},
+        {"entity_id": "urn:b", "name": "area", "kind": "GeoProperty", "body": {}},
+    ]
+    geometries = {
+        "location": '{"type": "Point", "coordinates": [1, 2]}',
+        "speed": None,
+        "area": '{"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}',
+    }
+
+    def current() -> list[tuple[str, str, str | None]]:
+        found = raw.execute(
+            text(
+                "SELECT entity_id || '/' || name, ST_AsText(geometry), position::text "
+                f"FROM {located}"
+            )
+        )
+        return sorted(tuple(row) for row in found)
+
+    with knowledge_store.engine.begin() as raw:
+        bound = bind_schema(raw, schema)
+        bound.execute(
+            insert(attributes),
+            [
+                {**row, "geometry": geometries[row["name"]], "created_at": now, "modified_at": now}
+                for row in rows
+            ],
+        )
+        assert current() == [
+            ("urn:a/location", "POINT(1 2)", "(1,2)"),
+            ("urn:b/area", "POLYGON((0 0,1 0,1 1,0 0))", None),
+        ]
+        bound.execute(attributes.update().values(value_number=4.0))  # no geometry changes
+        bound.execute(
+            attributes.update()
+            .where(attributes.c.name == "location")
+            .values(geometry='{"type": "LineString", "coordinates": [[1, 2], [3, 4]]}')
+        )
+        bound.execute(
+            attributes.update().where(attributes.c.name == "area").values(entity_id="urn:c")
+        )
+        assert current() == [
+            ("urn:a/location", "LINESTRING(1 2,3 4)", None),
+            ("urn:c/area", "POLYGON((0 0,1 0,1 1,0 0))", None),
+        ]
+        bound.execute(
+            attributes.update().where(attributes.c.name == "location").values(geometry=None)
+        )
+        bound.execute(attributes.delete().where(attributes.c.entity_id == "urn:c"))
+        assert current() == []

@@ -3,7 +3,9 @@
 Types and scopes use the GIN-indexed arrays of ``entities`` (``@>``, ``&&``); geo-queries
 use the GiST-indexed ``attributes.geometry`` of the target GeoProperty. ``near`` measures
 metres on the WGS 84 spheroid (``ST_DWithin`` on geography) after an index-backed bounding
-box that is proven to contain every candidate; the other relationships are the PostGIS
+box that is proven to contain every candidate — with ``maxDistance``, read from the narrow
+``entity_locations`` and decided by a planar bound where it can (ADR 0064); the other
+relationships are the PostGIS
 predicates of the same names (``ST_Within(target, reference)``…), evaluated in
 longitude/latitude as GeoJSON geometries are.
 """
@@ -14,23 +16,38 @@ import math
 import re
 from typing import Any
 
-from sqlalchemy import Float, Text, and_, any_, exists, func, literal, not_, or_, select
+from sqlalchemy import (
+    Float,
+    Text,
+    and_,
+    any_,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 
-from cityos_knowledge.query.geo import GeoQuery, GeoRelation
+from cityos_knowledge.query.geo import GeometryType, GeoQuery, GeoRelation
 from cityos_knowledge.query.nodes import And, Or
 from cityos_knowledge.query.params import EntityQuery
 from cityos_knowledge.query.selectors import EntityType, ScopePattern, ScopeSelection, TypeSelection
 from cityos_knowledge.query.shapes import bound
 from cityos_knowledge.query.targets import Expander, attribute_exists
 from cityos_knowledge.query.translate import Condition, q_condition
-from cityos_knowledge.store.tables import LIVE_ENTITY, attributes, entities
+from cityos_knowledge.store.tables import LIVE_ENTITY, attributes, entities, entity_locations
 
 #: Fewest metres in a degree of latitude on WGS 84 (at the equator), rounded down.
 _METRES_PER_DEGREE = 110_000.0
 #: Beyond this latitude a search box spans every longitude.
 _POLAR_LATITUDE = 89.0
+#: ``entity_locations.position`` read as ``[longitude, latitude]``.
+_COORDINATES = ARRAY(Float())  # subscripts as written: point[0], point[1]
 
 _PREDICATES = {
     GeoRelation.WITHIN: func.ST_Within,
@@ -113,9 +130,10 @@ def _scope_regex(pattern: ScopePattern) -> str:
 
 def geo_condition(query: GeoQuery, expand: Expander) -> Condition:
     """The entity has its ``geoproperty`` in ``relation`` with the reference geometry."""
+    if query.relation is GeoRelation.NEAR and query.max_distance is not None:
+        return entities.c.id == any_(func.array(_near_candidates(query, expand)))
     target = attributes.c.geometry
-    geojson = bound(query, GeoQuery.geojson, Text())
-    reference = func.ST_SetSRID(func.ST_GeomFromGeoJSON(geojson), 4326)
+    reference = _reference(query)
     if query.relation is GeoRelation.NEAR:
         within = func.ST_DWithin(
             func.geography(target), func.geography(reference), bound(query, _distance, Float())
@@ -138,6 +156,112 @@ def geo_condition(query: GeoQuery, expand: Expander) -> Condition:
         select(attributes.c.entity_id).where(selects, relation).correlate(None).scalar_subquery()
     )
     return entities.c.id == any_(func.array(candidates))
+
+
+def _reference(query: GeoQuery) -> ColumnElement[Any]:
+    geojson = bound(query, GeoQuery.geojson, Text())
+    return func.ST_SetSRID(func.ST_GeomFromGeoJSON(geojson), 4326)
+
+
+def _near_candidates(query: GeoQuery, expand: Expander) -> ColumnElement[Any]:
+    """Ids of the entities whose geoproperty is within ``maxDistance`` (ADR 0064).
+
+    Read from the narrow ``entity_locations``: Points from an index-only scan of their
+    ``position`` in the search box, other geometries from their own GiST index. Each
+    candidate is tested with ``ST_DWithin`` on the spheroid unless :func:`_surely_within`
+    already proves it within the distance.
+    """
+    located = entity_locations.c
+    selects = located.name == expand(query.geoproperty)
+    reference = func.geography(_reference(query))
+    distance = bound(query, _distance, Float())
+    longitude = type_coerce(located.position, _COORDINATES)[0]
+    latitude = type_coerce(located.position, _COORDINATES)[1]
+    point = func.ST_SetSRID(func.ST_MakePoint(longitude, latitude), 4326)
+    within: Condition = func.ST_DWithin(func.geography(point), reference, distance)
+    if query.geometry is GeometryType.POINT:
+        within = or_(_surely_within(query, longitude, latitude), within)
+    box = func.box(
+        func.point(bound(query, _west, Float()), bound(query, _south, Float())),
+        func.point(bound(query, _east, Float()), bound(query, _north, Float())),
+    )
+    points = select(located.entity_id).where(selects, located.position.op("<@")(box), within)
+    shapes = select(located.entity_id).where(
+        selects,
+        located.position.is_(None),
+        located.geometry.bool_op("&&")(_search_box(query)),
+        func.ST_DWithin(func.geography(located.geometry), reference, distance),
+    )
+    return union_all(points, shapes).scalar_subquery()
+
+
+def _surely_within(
+    query: GeoQuery, longitude: ColumnElement[Any], latitude: ColumnElement[Any]
+) -> Condition:
+    """A cheap test that holds only for positions within the distance of the query's Point.
+
+    In the search box, the geodesic from the point to a position is no longer than the
+    path along which longitude and latitude change linearly, whose length is at most
+    ``sqrt((kx·Δlon)² + (ky·Δlat)²)`` with ``kx``/``ky`` the largest metres per degree of
+    longitude/latitude between the box's south and north edges (:func:`near_scales`).
+    Positions this bound puts inside the distance are inside it; the others (the ring near
+    the edge, the corners of the box) go to ``ST_DWithin``, so the result is the same.
+    """
+    east_west = longitude - bound(query, _point_longitude, Float())
+    north_south = latitude - bound(query, _point_latitude, Float())
+    return (
+        east_west * east_west * bound(query, _longitude_scale, Float())
+        + north_south * north_south * bound(query, _latitude_scale, Float())
+    ) <= bound(query, _surely_within_squared, Float())
+
+
+#: Semi-axis and first eccentricity squared of the WGS 84 ellipsoid.
+_WGS84_A = 6_378_137.0
+_WGS84_E2 = 6.694_379_990_14e-3
+#: Shrinks the bound's radius: far more than float rounding or PostGIS's geodesic error.
+_SAFETY = 1e-6
+
+
+def near_scales(south: float, north: float) -> tuple[float, float]:
+    """The largest metres per degree of longitude and of latitude between two latitudes.
+
+    A parallel's radius ``N(φ)·cos φ`` shrinks away from the equator; the meridian's radius
+    of curvature ``M(φ)`` grows. Both are increased by :data:`_SAFETY`.
+    """
+    nearest = 0.0 if south <= 0.0 <= north else min(abs(south), abs(north))
+    farthest = max(abs(south), abs(north))
+    per_degree = math.pi / 180.0 * (1.0 + _SAFETY)
+    sin_nearest = math.sin(math.radians(nearest))
+    parallel = (
+        _WGS84_A
+        * math.cos(math.radians(nearest))
+        / math.sqrt(1.0 - _WGS84_E2 * sin_nearest * sin_nearest)
+    )
+    sin_farthest = math.sin(math.radians(farthest))
+    meridian = _WGS84_A * (1.0 - _WGS84_E2) / (1.0 - _WGS84_E2 * sin_farthest**2) ** 1.5
+    return parallel * per_degree, meridian * per_degree
+
+
+def _point_longitude(query: GeoQuery) -> float:
+    return float(query.coordinates[0])
+
+
+def _point_latitude(query: GeoQuery) -> float:
+    return float(query.coordinates[1])
+
+
+def _longitude_scale(query: GeoQuery) -> float:
+    _, south, _, north = search_box(query)
+    return near_scales(south, north)[0] ** 2
+
+
+def _latitude_scale(query: GeoQuery) -> float:
+    _, south, _, north = search_box(query)
+    return near_scales(south, north)[1] ** 2
+
+
+def _surely_within_squared(query: GeoQuery) -> float:
+    return (_distance(query) * (1.0 - _SAFETY)) ** 2
 
 
 def _distance(query: GeoQuery) -> float:
@@ -169,6 +293,10 @@ def _north(query: GeoQuery) -> float:
     return search_box(query)[3]
 
 
+#: The last query's search box: a query's parameters derive from it ten times.
+_last_box: tuple[GeoQuery, tuple[float, float, float, float]] | None = None
+
+
 def search_box(query: GeoQuery) -> tuple[float, float, float, float]:
     """West, south, east, north of a box holding every point within the maximum distance.
 
@@ -176,6 +304,16 @@ def search_box(query: GeoQuery) -> tuple[float, float, float, float]:
     least 111.3·cos φ km, so widening by the distance over these (rounded down) never
     loses a candidate; near a pole or across the antimeridian the box spans all longitudes.
     """
+    global _last_box
+    last = _last_box  # one read: another thread may replace it meanwhile
+    if last is not None and last[0] is query:
+        return last[1]
+    box = _box_of(query)
+    _last_box = (query, box)
+    return box
+
+
+def _box_of(query: GeoQuery) -> tuple[float, float, float, float]:
     distance = _distance(query)
     positions = query.positions()
     longitudes = [lon for lon, _ in positions]

@@ -59,6 +59,20 @@ every key column is ``NOT NULL`` and plain unique indexes work.
   ``body['accuracy']['value']`` for ``q=temperature.accuracy>1``), without system members.
 - ``created_at`` / ``modified_at`` timestamptz: system attributes of the attribute.
 
+``entity_locations`` — the geometries of ``attributes`` again, narrow, for ``near`` queries
+(ADR 0064). One row per ``attributes`` row whose ``geometry`` is not NULL, kept by triggers
+on ``attributes`` (:data:`LOCATION_SYNC`; a row without geometry, such as every numeric
+reading, fires none of them):
+
+- ``entity_id``, ``name``, ``dataset_id``: the key of the ``attributes`` row (primary key).
+- ``geometry`` geometry(Geometry, 4326): the same value.
+- ``position`` point or NULL: ``(longitude, latitude)`` when the geometry is a non-empty
+  Point, else NULL. GiST-indexed with ``name`` and ``entity_id`` included, so a search box
+  is answered by an index-only scan, without visiting one heap page per candidate.
+  Other geometries have their own GiST index (``position IS NULL``).
+
+Write ``attributes`` only; never write this table.
+
 ``attribute_instances`` — history, one row per attribute instance (never updated by the
 ingest; a replayed instance is ignored):
 
@@ -222,6 +236,103 @@ attributes = Table(
         postgresql_where=text("geometry IS NOT NULL"),
     ),
 )
+
+
+class PlanePoint(UserDefinedType[Any]):
+    """PostgreSQL's built-in ``point`` (two float8, ``position[0]`` and ``position[1]``)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "point"
+
+
+entity_locations = Table(
+    "entity_locations",
+    metadata,
+    Column("entity_id", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("dataset_id", Text, primary_key=True),
+    Column("geometry", Geometry(), nullable=False),
+    Column("position", PlanePoint(), nullable=True),
+    Index(
+        "entity_locations_position",
+        "position",
+        postgresql_using="gist",
+        postgresql_include=["name", "entity_id"],
+        postgresql_where=text("position IS NOT NULL"),
+    ),
+    Index(
+        "entity_locations_shapes",
+        "geometry",
+        postgresql_using="gist",
+        postgresql_where=text("position IS NULL"),
+    ),
+)
+entity_locations.add_is_dependent_on(attributes)
+
+#: ``entity_locations`` kept in step with ``attributes`` by row triggers whose ``WHEN``
+#: clauses let rows without geometry (numeric readings) through without a call. ``%(schema)s``
+#: is the tenant's quoted schema: see :func:`location_sync`.
+#: ``entity_locations.position`` of a geometry ``{geometry}``.
+_POSITION = (
+    "CASE WHEN GeometryType({geometry}) = 'POINT' AND NOT ST_IsEmpty({geometry}) "
+    "THEN point(ST_X({geometry}), ST_Y({geometry})) END"
+)
+
+LOCATION_SYNC = (
+    """CREATE FUNCTION %(schema)s.entity_locations_sync() RETURNS trigger
+LANGUAGE plpgsql AS $sync$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        DELETE FROM %(schema)s.entity_locations
+        WHERE entity_id = OLD.entity_id AND name = OLD.name AND dataset_id = OLD.dataset_id;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.geometry IS NOT NULL THEN
+        INSERT INTO %(schema)s.entity_locations (entity_id, name, dataset_id, geometry, position)
+        VALUES (
+            NEW.entity_id, NEW.name, NEW.dataset_id, NEW.geometry, %(position)s)
+        ON CONFLICT (entity_id, name, dataset_id)
+        DO UPDATE SET geometry = EXCLUDED.geometry, position = EXCLUDED.position;
+    END IF;
+    RETURN NULL;
+END
+$sync$""",
+    """CREATE TRIGGER entity_locations_insert AFTER INSERT ON %(schema)s.attributes
+FOR EACH ROW WHEN (NEW.geometry IS NOT NULL)
+EXECUTE FUNCTION %(schema)s.entity_locations_sync()""",
+    """CREATE TRIGGER entity_locations_update AFTER UPDATE ON %(schema)s.attributes
+FOR EACH ROW WHEN (
+    OLD.geometry IS DISTINCT FROM NEW.geometry
+    OR (OLD.geometry IS NOT NULL
+        AND (OLD.entity_id, OLD.name, OLD.dataset_id) <> (NEW.entity_id, NEW.name, NEW.dataset_id))
+)
+EXECUTE FUNCTION %(schema)s.entity_locations_sync()""",
+    """CREATE TRIGGER entity_locations_delete AFTER DELETE ON %(schema)s.attributes
+FOR EACH ROW WHEN (OLD.geometry IS NOT NULL)
+EXECUTE FUNCTION %(schema)s.entity_locations_sync()""",
+)
+
+
+def location_sync(quoted_schema: str) -> list[str]:
+    """The statements creating the triggers that keep ``entity_locations`` in a schema.
+
+    Run after both tables exist (a new tenant schema, revision ``k0003``).
+    """
+    position = _POSITION.format(geometry="NEW.geometry")
+    return [
+        statement % {"schema": quoted_schema, "position": position} for statement in LOCATION_SYNC
+    ]
+
+
+def location_backfill(quoted_schema: str) -> str:
+    """The statement filling an empty ``entity_locations`` from ``attributes``."""
+    position = _POSITION.format(geometry="geometry")
+    return f"""INSERT INTO {quoted_schema}.entity_locations
+(entity_id, name, dataset_id, geometry, position)
+SELECT entity_id, name, dataset_id, geometry, {position}
+FROM {quoted_schema}.attributes WHERE geometry IS NOT NULL"""  # noqa: S608 — the schema is quoted by the caller, the rest is constant
+
 
 #: Characters of ``value_text`` that ``attributes_name_text`` indexes (ADR 0019): the whole
 #: value would make a long random string (over about 2,650 bytes after compression) fail

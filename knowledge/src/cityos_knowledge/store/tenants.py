@@ -19,13 +19,14 @@ from sqlalchemy.dialects.postgresql import insert
 from cityos_kernel.events.envelope import DEFAULT_TENANT
 from cityos_knowledge.errors import BadRequestDataError, NonexistentTenantError
 from cityos_knowledge.store.history import HistoryLayout, Partitions, create_history
-from cityos_knowledge.store.tables import attribute_instances, metadata, tenants
+from cityos_knowledge.store.tables import attribute_instances, location_sync, metadata, tenants
 
 logger = logging.getLogger(__name__)
 
 #: The per-tenant layout :func:`create_tenant_schema` builds; migrations upgrade older ones
-#: (2: ``attributes_name_text`` indexes a prefix of ``value_text``, revision ``k0002``).
-LAYOUT_VERSION = 2
+#: (2: ``attributes_name_text`` indexes a prefix of ``value_text``, revision ``k0002``;
+#: 3: ``entity_locations`` and its triggers, revision ``k0003``).
+LAYOUT_VERSION = 3
 
 #: URI-ish names: letters, digits and ``_ . : - /``, starting with a letter or digit.
 TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,99}")
@@ -157,6 +158,8 @@ def create_tenant_schema(
     for table in current_state:
         table.to_metadata(bound)
     bound.create_all(connection)
+    for statement in location_sync(quoted):
+        connection.exec_driver_sql(statement)
     create_history(
         connection,
         schema,
