@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -141,3 +142,29 @@ def test_a_wrong_number_of_outcomes_is_an_error_not_a_silent_success() -> None:
     group: GroupCommit[str] = GroupCommit(lambda items: [])
     with pytest.raises(RuntimeError, match="0 outcomes for a batch of 1"):
         group.submit("a")
+
+
+def test_a_caller_interrupted_while_queued_leaves_the_queue_and_the_others_go_on() -> None:
+    recorder = Recorder()
+    group: GroupCommit[str] = GroupCommit(recorder)
+    errors: dict[str, BaseException] = {}
+    threads = submit_in_threads(group, ["first"], errors)
+    assert recorder.first_started.wait(30)
+
+    def interrupt_the_main_thread_once_two_wait() -> None:
+        threads.extend(submit_in_threads(group, ["after"], errors))
+        wait_for(functools.partial(queued_up, group, 2))
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    helper = threading.Thread(target=interrupt_the_main_thread_once_two_wait)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        group.submit("interrupted")  # queued behind "first", in the main thread
+    helper.join(30)
+    recorder.release_first.set()
+    for thread in threads:
+        thread.join(30)
+    assert recorder.batches == [["first"], ["after"]]
+    assert errors == {}
+    group.submit("later")  # the lead was not lost
+    assert recorder.batches[-1] == ["later"]

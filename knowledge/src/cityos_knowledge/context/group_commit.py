@@ -30,11 +30,13 @@ Apply = Callable[[Sequence[Item]], Sequence[BaseException | None]]
 class _Ticket(Generic[Item]):
     """One caller's item, its outcome, and the event that wakes the caller."""
 
-    __slots__ = ("error", "finished", "item", "wake")
+    __slots__ = ("error", "finished", "item", "leads", "wake")
 
     def __init__(self, item: Item) -> None:
         self.item = item
         self.wake = threading.Event()
+        #: Set (under the lock) when the lead is handed to this ticket's caller.
+        self.leads = False
         self.finished = False
         self.error: BaseException | None = None
 
@@ -61,12 +63,16 @@ class GroupCommit(Generic[Item]):
     def submit(self, item: Item) -> None:
         """Apply ``item`` together with whatever else is submitted meanwhile; raise its error."""
         ticket = _Ticket(item)
-        with self._lock:
-            self._queue.append(ticket)
-            leads = not self._leading
-            self._leading = True
-        if not leads:
-            ticket.wake.wait()
+        try:
+            with self._lock:
+                self._queue.append(ticket)
+                ticket.leads = not self._leading
+                self._leading = True
+            if not ticket.leads:
+                ticket.wake.wait()
+        except BaseException:  # interrupted (KeyboardInterrupt) before its batch was taken
+            self._withdraw(ticket)
+            raise
         if not ticket.finished:
             # Woken to lead: this ticket is first in the queue, so in the batch.
             self._lead()
@@ -93,10 +99,26 @@ class GroupCommit(Generic[Item]):
         for ticket, outcome in zip(batch, outcomes, strict=True):
             ticket.error = outcome
             ticket.finished = True
+        for ticket in batch:
+            ticket.wake.set()
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Wake the first caller still queued to lead, or note that nobody leads."""
         with self._lock:
             successor = self._queue[0] if self._queue else None
             self._leading = successor is not None
-        for ticket in batch:
-            ticket.wake.set()
+            if successor is not None:
+                successor.leads = True
         if successor is not None:
             successor.wake.set()
+
+    def _withdraw(self, ticket: _Ticket[Item]) -> None:
+        """A caller interrupted while waiting (KeyboardInterrupt): its item leaves the queue
+        unless already taken into a batch, and a lead handed to it is passed on."""
+        with self._lock:
+            if ticket in self._queue:
+                self._queue.remove(ticket)
+            passed_on = ticket.leads and not ticket.finished
+        if passed_on:
+            self._hand_over()
