@@ -14,18 +14,21 @@ Madrid). Then, from a single client, it measures one page (limit 20, ordered by 
 
 (a) through the facade, as the API calls it: parse the parameters, then
     ``KnowledgeService.query_entities`` (pooled connection, SQL compiled once per query
-    shape and run with its values bound, autocommit, serial plans set per connection);
-(b) the same query hand-written in SQL, with the same plan shape (geo candidates first),
-    run with a psycopg2 cursor: the floor, without any Python query building;
+    shape and run with its values bound, autocommit, serial plans set per connection; a
+    bounded ``near`` query reads ``entity_locations`` (ADR 0064) and runs as a prepared
+    statement with a generic plan, ADR 0065);
+(b) the same statement hand-written in SQL, prepared once with a generic plan, run with a
+    psycopg2 cursor: the floor, without any Python query building;
 (c) as (a) with count=true (the total comes with the page: ``with_total``);
 (d) the query package without the statement cache: parse, build the SQLAlchemy statement,
-    execute it in a transaction (what the facade did before).
+    execute it in a transaction (what the facade did before ADR 0017);
+(e) the hand-written SQL of before ADR 0064/0065: candidates read from ``attributes`` (one
+    heap page each), ``ST_DWithin`` on the spheroid for each, planned per query.
 
-Each round runs the four on the same random point, in a rotating order, so the database's
-caches favour none of them. With ``--proposed-index`` they are measured again after adding
-a GiST index on ``attributes (name, geometry)`` (``btree_gist``), which the store does not
-have yet: it shows what that index would change. Figures — queries per second, p50/p95/p99 latency —
-are printed, never asserted (``docs/performance.md``).
+Each round runs the five on the same random point, in a rotating order, so the database's
+caches favour none of them. Figures — queries per second, p50/p95/p99 latency, CPU per
+query of the client and of the PostgreSQL backend serving it — are printed, never asserted
+(``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ from cityos_knowledge.query import (
     prefer_serial_plans,
     select_entities,
 )
+from cityos_knowledge.query.geo import GeometryType, GeoQuery, GeoRelation
+from cityos_knowledge.query.selection import near_scales, search_box
 from cityos_knowledge.service import KnowledgeService
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import attributes, entities
@@ -128,8 +133,8 @@ def populate(store: KnowledgeStore, schema: str, count: int) -> None:
             refresh_documents(bound, schema, [entity_id for entity_id, _, _ in batch], NOW)
     with store.engine.connect() as connection:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        connection.exec_driver_sql(f'VACUUM ANALYZE "{schema}".entities')
-        connection.exec_driver_sql(f'VACUUM ANALYZE "{schema}".attributes')
+        for table in ("entities", "attributes", "entity_locations"):
+            connection.exec_driver_sql(f'VACUUM ANALYZE "{schema}".{table}')
     print(f"wrote {count} entities in {time.perf_counter() - started:.1f} s")
 
 
@@ -147,7 +152,37 @@ def parameters(rng: random.Random, *, count: bool = False) -> dict[str, str]:
     return query
 
 
-RAW_SQL = """
+#: The facade's statement written by hand (ADR 0064, 0065): candidates from the narrow
+#: ``entity_locations`` (index-only scan of Points in the search box, a planar bound before
+#: the spheroid; other geometries from their own index), prepared once, generic plan.
+PREPARE_SQL = """
+PREPARE hand_written (text[], text, float8, text, float8, float8, float8, float8,
+                      float8, float8, float8, float8, float8, float8) AS
+SELECT e.id, e.entity FROM {schema}.entities AS e
+WHERE e.deleted_at IS NULL AND e.types @> $1
+  AND EXISTS (SELECT 1 FROM {schema}.attributes AS a
+              WHERE a.entity_id = e.id AND a.name = $2 AND a.value_number > $3)
+  AND e.id = ANY(ARRAY(
+        SELECT g.entity_id FROM {schema}.entity_locations AS g
+        WHERE g.name = $4 AND g.position <@ box(point($5, $6), point($7, $8))
+          AND ((g.position[0] - $9) * (g.position[0] - $9) * $11
+               + (g.position[1] - $10) * (g.position[1] - $10) * $12 <= $13
+               OR ST_DWithin(geography(ST_SetSRID(ST_MakePoint(g.position[0], g.position[1]),
+                                                  4326)),
+                             geography(ST_SetSRID(ST_MakePoint($9, $10), 4326)), $14))
+        UNION ALL
+        SELECT g.entity_id FROM {schema}.entity_locations AS g
+        WHERE g.name = $4 AND g.position IS NULL
+          AND g.geometry && ST_MakeEnvelope($5, $6, $7, $8, 4326)
+          AND ST_DWithin(geography(g.geometry),
+                         geography(ST_SetSRID(ST_MakePoint($9, $10), 4326)), $14)))
+ORDER BY e.id LIMIT 20
+"""
+EXECUTE_SQL = "EXECUTE hand_written (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+
+#: The same before ADR 0064: candidates from ``attributes`` (one heap page each), spheroid
+#: for every one, planned per query.
+ATTRIBUTES_SQL = """
 SELECT e.id, e.entity FROM {schema}.entities AS e
 WHERE e.deleted_at IS NULL AND e.types @> ARRAY[%(type)s]
   AND EXISTS (SELECT 1 FROM {schema}.attributes AS a
@@ -222,12 +257,22 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
     service = KnowledgeService.from_url(url, pool_size=1)
     counting = KnowledgeService.from_url(url, pool_size=1)
     store = KnowledgeStore.from_url(url, pool_size=1)
+    before = Measured("(e) hand-written, before ADR 0064/0065")
     raw_connection = psycopg2.connect(libpq_url(url))
     raw_connection.autocommit = True
-    raw_sql = RAW_SQL.format(schema=f'"{schema}"')
-    with store.engine.connect() as connection, raw_connection.cursor() as cursor:
+    old_connection = psycopg2.connect(libpq_url(url))
+    old_connection.autocommit = True
+    attributes_sql = ATTRIBUTES_SQL.format(schema=f'"{schema}"')
+    with (
+        store.engine.connect() as connection,
+        raw_connection.cursor() as cursor,
+        old_connection.cursor() as old_cursor,
+    ):
         bound = bind_schema(connection, schema)
         cursor.execute("SET max_parallel_workers_per_gather = 0")
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        cursor.execute(PREPARE_SQL.format(schema=f'"{schema}"'))
+        old_cursor.execute("SET max_parallel_workers_per_gather = 0")
 
         def through_facade(params: dict[str, str]) -> int:
             chosen = counting if "count" in params else service
@@ -247,10 +292,36 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
 
         def hand_written(params: dict[str, str]) -> int:
             lon, lat = (float(part) for part in params["coordinates"].strip("[]").split(","))
+            near = GeoQuery(GeoRelation.NEAR, GeometryType.POINT, [lon, lat], max_distance=500.0)
+            west, south, east, north = search_box(near)
+            x_scale, y_scale = near_scales(south, north)
+            cursor.execute(
+                EXECUTE_SQL,
+                [
+                    [expand("AirQualityObserved")],
+                    expand("NO2"),
+                    60.0,
+                    expand("location"),
+                    west,
+                    south,
+                    east,
+                    north,
+                    lon,
+                    lat,
+                    x_scale**2,
+                    y_scale**2,
+                    (500.0 * (1 - 1e-6)) ** 2,
+                    500.0,
+                ],
+            )
+            return len(cursor.fetchall())
+
+        def on_attributes(params: dict[str, str]) -> int:
+            lon, lat = (float(part) for part in params["coordinates"].strip("[]").split(","))
             margin = 500.0 / 110_000.0
             lon_margin = margin / math.cos(math.radians(abs(lat) + margin))
-            cursor.execute(
-                raw_sql,
+            old_cursor.execute(
+                attributes_sql,
                 {
                     "type": expand("AirQualityObserved"),
                     "attribute": expand("NO2"),
@@ -265,7 +336,7 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
                     "north": lat + margin,
                 },
             )
-            return len(cursor.fetchall())
+            return len(old_cursor.fetchall())
 
         rng = random.Random(7)
         for _ in range(200):  # plans, caches, prepared statements, SQLAlchemy's caches
@@ -273,8 +344,11 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
             through_facade(parameters(rng, count=True))
             through_package(parameters(rng))
             hand_written(parameters(rng))
+            on_attributes(parameters(rng))
         cursor.execute("SELECT pg_backend_pid()")
         raw.backend = cursor.fetchone()[0]
+        old_cursor.execute("SELECT pg_backend_pid()")
+        before.backend = old_cursor.fetchone()[0]
         uncached.backend = bound.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
         bound.commit()
         for measured, chosen in ((facade, service), (counted, counting)):
@@ -286,6 +360,7 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
             (raw, hand_written, {}),
             (counted, through_facade, {"count": "true"}),
             (uncached, through_package, {}),
+            (before, on_attributes, {}),
         ]
         for round_number in range(queries):
             params = parameters(rng)
@@ -295,10 +370,11 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
             for measured, call, extra in variants[start:] + variants[:start]:
                 measured.run(call, {**params, **extra})
     raw_connection.close()
+    old_connection.close()
     for closing in (service, counting):
         closing.close()
     store.close()
-    for measured in (facade, raw, counted, uncached):
+    for measured in (facade, raw, counted, uncached, before):
         print(measured.report())
     ratio = statistics.fmean(raw.latencies) / statistics.fmean(facade.latencies)
     print(f"facade throughput = {ratio:.0%} of the hand-written SQL; load average {_load()}")
@@ -306,17 +382,6 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
 
 def _load() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
-
-
-def add_proposed_index(store: KnowledgeStore, schema: str) -> None:
-    with store.engine.connect() as connection:
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS btree_gist")
-        connection.exec_driver_sql(
-            f'CREATE INDEX IF NOT EXISTS attributes_name_geometry ON "{schema}".attributes '
-            "USING gist (name, geometry) WHERE geometry IS NOT NULL"
-        )
-        connection.exec_driver_sql(f'ANALYZE "{schema}".attributes')
 
 
 def _entity_count(store: KnowledgeStore, schema: str) -> int:
@@ -347,7 +412,6 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--database-url")
     parser.add_argument("--tenant", default="bench-query")
-    parser.add_argument("--proposed-index", action="store_true")
     args = parser.parse_args()
     with database(args.database_url) as url:
         upgrade(url, [KnowledgeLayer()])
@@ -363,14 +427,6 @@ def main() -> None:
         del loader
         gc.collect()
         measure(url, schema, args.tenant, args.queries)
-        if args.proposed_index:
-            store = KnowledgeStore.from_url(url)
-            try:
-                add_proposed_index(store, schema)
-            finally:
-                store.close()
-            print("with the proposed GiST index on attributes (name, geometry):")
-            measure(url, schema, args.tenant, args.queries)
 
 
 if __name__ == "__main__":

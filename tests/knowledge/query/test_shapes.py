@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import literal, select
+from sqlalchemy import literal, select, text
 
 from cityos_knowledge.query import parse_entity_query
 from cityos_knowledge.query.paging import count_entities, select_entities
 from cityos_knowledge.query.params import EntityQuery
-from cityos_knowledge.query.shapes import StatementCache, run_query
+from cityos_knowledge.query.shapes import StatementCache, plan_is_fixed, run_query
 from cityos_knowledge.query.targets import Expander
+from cityos_knowledge.store.database import bind_schema
 from cityos_knowledge.store.tables import entities
 from tests.knowledge.query.city import (
     AIR_BARCELONA,
@@ -106,3 +107,40 @@ def test_the_count_has_its_own_shape(city: City) -> None:
             query = parse_entity_query({"q": q})
             build = lambda query, expand: count_entities(query, expand=expand)  # noqa: E731
             assert run_query(connection, cache, "count", query, expand, build)[0][0] == expected
+
+
+def _prepared(connection: Any) -> list[str]:
+    statement = text("SELECT name FROM pg_prepared_statements WHERE name LIKE 'cityos_q_%'")
+    return list(connection.execute(statement).scalars())
+
+
+def test_bounded_near_queries_run_prepared_with_a_generic_plan_in_autocommit(city: City) -> None:
+    cache = StatementCache(city.engine.dialect, check=True)
+    near = {"georel": "near;maxDistance==100", "geometry": "Point"}
+    sol = {**near, "coordinates": "[-3.7038,40.4168]"}
+    barcelona = {**near, "coordinates": "[2.1744,41.4036]"}
+    with city.engine.connect() as raw:
+        connection = bind_schema(raw, city.schema)
+        query = parse_entity_query({"limit": "100", **sol})
+        assert plan_is_fixed(query)
+        assert not plan_is_fixed(parse_entity_query({"q": "NO2>40"}))
+        rows = run_query(connection, cache, "ids", query, expand, _page)
+        assert [row[0] for row in rows] == [AIR_SOL, SPOT_SOL, LIGHT_SOL]
+        [name] = _prepared(connection)
+        assert connection.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_generic_plan"
+        # Deallocated behind the facade's back: prepared again, same answers.
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.commit()
+        query = parse_entity_query({"limit": "100", **barcelona})
+        rows = run_query(connection, cache, "ids", query, expand, _page)
+        assert [row[0] for row in rows] == [AIR_BARCELONA]
+        assert _prepared(connection) == [name]
+        connection.commit()
+    with city.engine.connect() as raw:
+        connection = bind_schema(raw, city.schema)
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.commit()
+        with connection.begin():  # in a caller's transaction: never prepared
+            rows = run_query(connection, cache, "ids", query, expand, _page)
+            assert [row[0] for row in rows] == [AIR_BARCELONA]
+            assert _prepared(connection) == []

@@ -5,9 +5,8 @@ use the GiST-indexed ``attributes.geometry`` of the target GeoProperty. ``near``
 metres on the WGS 84 spheroid (``ST_DWithin`` on geography) after an index-backed bounding
 box that is proven to contain every candidate — with ``maxDistance``, read from the narrow
 ``entity_locations`` and decided by a planar bound where it can (ADR 0064); the other
-relationships are the PostGIS
-predicates of the same names (``ST_Within(target, reference)``…), evaluated in
-longitude/latitude as GeoJSON geometries are.
+relationships are the PostGIS predicates of the same names (``ST_Within(target,
+reference)``…), evaluated in longitude/latitude as GeoJSON geometries are.
 """
 
 from __future__ import annotations
@@ -173,7 +172,8 @@ def _near_candidates(query: GeoQuery, expand: Expander) -> ColumnElement[Any]:
     """
     located = entity_locations.c
     selects = located.name == expand(query.geoproperty)
-    reference = func.geography(_reference(query))
+    # Once per execution, not per candidate: a generic plan (ADR 0065) does not fold it.
+    reference = select(func.geography(_reference(query))).scalar_subquery()
     distance = bound(query, _distance, Float())
     longitude = type_coerce(located.position, _COORDINATES)[0]
     latitude = type_coerce(located.position, _COORDINATES)[1]

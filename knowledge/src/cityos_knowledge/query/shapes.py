@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import re
 import threading
 from collections import OrderedDict
@@ -47,7 +48,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
-from cityos_knowledge.query.geo import GeoQuery
+from cityos_knowledge.query.geo import GeoQuery, GeoRelation
 from cityos_knowledge.query.nodes import Boolean, Date, DateTime, Number, Pattern, Text, Time, Uri
 from cityos_knowledge.query.params import EntityQuery
 from cityos_knowledge.query.targets import Expander
@@ -340,10 +341,78 @@ def run_query(
     if found is None:
         statement: Any = build(query, expand)
         return connection.execute(statement).all()
-    return _fetch_all(connection, *found)
+    return _fetch_all(connection, *found, prepare=plan_is_fixed(query))
 
 
-def _fetch_all(connection: Connection, sql: str, parameters: dict[str, Any]) -> list[Any]:
+def plan_is_fixed(query: EntityQuery) -> bool:
+    """Whether the query's structure fixes its plan, so a generic plan is as good (ADR 0065).
+
+    A bounded ``near`` query reads its candidates as an array of ids first (an index-only
+    scan of ``entity_locations``), then the entities by primary key: whatever the values,
+    PostgreSQL plans it the same way, and planning it again each time costs ~0.3 ms.
+    """
+    geo = query.geo
+    return geo is not None and geo.relation is GeoRelation.NEAR and geo.max_distance is not None
+
+
+#: ``connection.info`` key: the names of the statements prepared on that DBAPI connection
+#: (the pool clears ``info`` when it closes or invalidates the connection).
+_PREPARED = "cityos_knowledge.prepared"
+#: Statements PostgreSQL refused to prepare (a parameter whose type it cannot infer…).
+_UNPREPARABLE: set[str] = set()
+#: Set once on a connection before its first prepared statement: plan it once, generically.
+_GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+#: SQLSTATE invalid_sql_statement_name: the statement was deallocated behind our back.
+_NOT_PREPARED = "26000"
+
+
+@functools.lru_cache(maxsize=1024)
+def _positional(sql: str) -> tuple[str, str, str, tuple[str, ...]]:
+    """Name, ``PREPARE`` and ``EXECUTE`` texts and parameter order of a compiled statement."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    positional = _PARAMETER.sub(number, sql).replace("%%", "%")
+    name = "cityos_q_" + hashlib.blake2b(sql.encode(), digest_size=12).hexdigest()
+    arguments = f" ({', '.join(['%s'] * len(names))})" if names else ""
+    return name, f"PREPARE {name} AS {positional}", f"EXECUTE {name}{arguments}", tuple(names)
+
+
+def _execute_prepared(
+    connection: Connection, cursor: Any, sql: str, parameters: dict[str, Any]
+) -> None:
+    """Run ``sql`` as a prepared statement of this connection (prepared on first use)."""
+    name, prepare, execute, names = _positional(sql)
+    prepared: set[str] = connection.connection.info.setdefault(_PREPARED, set())
+    if name not in prepared:
+        if not prepared:
+            cursor.execute(_GENERIC_PLANS)
+        try:
+            cursor.execute(prepare)
+        except connection.dialect.loaded_dbapi.Error as error:
+            if getattr(error, "pgcode", None) is None:  # not PostgreSQL's answer: lost?
+                raise
+            _UNPREPARABLE.add(sql)
+            cursor.execute(sql, parameters)
+            return
+        prepared.add(name)
+    values = [parameters[parameter] for parameter in names]
+    try:
+        cursor.execute(execute, values)
+    except connection.dialect.loaded_dbapi.Error as error:
+        if getattr(error, "pgcode", None) != _NOT_PREPARED:
+            raise
+        cursor.execute(prepare)
+        cursor.execute(execute, values)
+
+
+def _fetch_all(
+    connection: Connection, sql: str, parameters: dict[str, Any], *, prepare: bool = False
+) -> list[Any]:
     dialect = connection.dialect
     dbapi_connection: Any = connection.connection.dbapi_connection
     alone = not connection.in_transaction()
@@ -353,7 +422,11 @@ def _fetch_all(connection: Connection, sql: str, parameters: dict[str, Any]) -> 
         dbapi_connection.autocommit = True
     try:
         with dbapi_connection.cursor() as cursor:
-            cursor.execute(sql, parameters)
+            if prepare and alone and sql not in _UNPREPARABLE:
+                # Only in autocommit: a refused PREPARE must not abort a transaction.
+                _execute_prepared(connection, cursor, sql, parameters)
+            else:
+                cursor.execute(sql, parameters)
             return list(cursor.fetchall())
     except dialect.loaded_dbapi.Error as error:
         # Wrapped as SQLAlchemy would (callers handle sqlalchemy.exc.DataError…), and a
