@@ -147,7 +147,8 @@ class RouteIndex:
         self._leaves: list[_Leaf] = []
         self._by_key: dict[tuple[str, ...], tuple[_Leaf, ...]] = {}
 
-    def _current(self) -> None:
+    def refresh(self) -> None:
+        """Rebuild the route list if the router's routes changed since it was built."""
         version = (len(self.router.routes), getattr(self.router, "_routes_version", 0))
         if version != self._built_for:
             self._leaves = list(_leaves(self.router.routes, None))
@@ -165,7 +166,7 @@ class RouteIndex:
 
     def select(self, scope: Scope) -> _Leaf | None:
         """The route FastAPI would dispatch ``scope`` to, or None to let FastAPI decide."""
-        self._current()
+        self.refresh()
         path = get_route_path(scope)
         method = scope["method"]
         for leaf in self.candidates(path_key(path)):
@@ -211,5 +212,6 @@ def index_routes(app: FastAPI) -> RouteIndex | None:
     if app.router.middleware_stack != app.router.app:
         return None
     index = RouteIndex(app.router)
+    index.refresh()  # FastAPI builds its effective routes now, not in a first request
     app.router.middleware_stack = index
     return index
