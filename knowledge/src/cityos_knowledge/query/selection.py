@@ -181,15 +181,13 @@ def _near_candidates(query: GeoQuery, expand: Expander) -> ColumnElement[Any]:
     within: Condition = func.ST_DWithin(func.geography(point), reference, distance)
     if query.geometry is GeometryType.POINT:
         within = or_(_surely_within(query, longitude, latitude), within)
-    box = func.box(
-        func.point(bound(query, _west, Float()), bound(query, _south, Float())),
-        func.point(bound(query, _east, Float()), bound(query, _north, Float())),
-    )
+    west, south, east, north = _search_edges(query)  # one set of parameters for both
+    box = func.box(func.point(west, south), func.point(east, north))
     points = select(located.entity_id).where(selects, located.position.op("<@")(box), within)
     shapes = select(located.entity_id).where(
         selects,
         located.position.is_(None),
-        located.geometry.bool_op("&&")(_search_box(query)),
+        located.geometry.bool_op("&&")(func.ST_MakeEnvelope(west, south, east, north, 4326)),
         func.ST_DWithin(func.geography(located.geometry), reference, distance),
     )
     return union_all(points, shapes).scalar_subquery()
@@ -272,9 +270,12 @@ def _distance(query: GeoQuery) -> float:
 
 def _search_box(query: GeoQuery) -> ColumnElement[Any]:
     """``ST_MakeEnvelope`` of :func:`search_box` (each edge a parameter derived from the query)."""
-    return func.ST_MakeEnvelope(
-        *(bound(query, edge, Float()) for edge in (_west, _south, _east, _north)), 4326
-    )
+    return func.ST_MakeEnvelope(*_search_edges(query), 4326)
+
+
+def _search_edges(query: GeoQuery) -> list[ColumnElement[Any]]:
+    """West, south, east and north of :func:`search_box` as parameters."""
+    return [bound(query, edge, Float()) for edge in (_west, _south, _east, _north)]
 
 
 def _west(query: GeoQuery) -> float:
