@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Executable,
     Float,
@@ -182,74 +183,109 @@ def aggregated_values(
         func.min(history.c.kind).label("kind"),
     ]
     if bucket is not None:
-        columns.append(bucket.label("bucket"))
+        # Microseconds since the epoch: an integer is read several times faster than a
+        # timestamptz, and each period is made a datetime once (it repeats across keys).
+        epoch = cast(func.extract("epoch", bucket) * 1_000_000, BigInteger).label("bucket")
+        columns.append(epoch)
     else:
         columns.extend([func.min(at).label("first"), func.max(at).label("last")])
     columns.extend(_method_column(m).label(f"m_{m}") for m in query.aggr_methods)
     group = [*keys, bucket] if bucket is not None else keys
-    # Ordered by byte order rather than by the grouping itself, so PostgreSQL hashes the
-    # instances into their periods and sorts only the periods (it expects one period per
-    # instance and would otherwise sort every instance by locale-aware text comparisons).
-    order = [*(key.collate("C") for key in keys), *group[len(keys) :]]
-    statement = (
-        select(*columns)
-        .where(*selection(ids, names), *window(query))
-        .group_by(*group)
-        .order_by(*order)
-    )
+    statement = select(*columns).where(*selection(ids, names), *window(query)).group_by(*group)
+    if bucket is not None:
+        # Ordered by the output column, not by a grouping key (the keys are sorted below,
+        # in Python): PostgreSQL then hashes the instances into their periods and sorts
+        # only the periods. Given an order it can share with the grouping, it sorts every
+        # instance first (it expects one period per instance): a third slower for one
+        # entity (docs/performance.md).
+        statement = statement.order_by(epoch)
     # Enough memory to hash the groups: sorting ~1M rows by their long text keys instead
     # took three times as long (measured, docs/performance.md). Local to the transaction.
     connection.execute(text("SET LOCAL work_mem = '64MB'"))
     if len(ids) > 1 and estimated_rows(connection, statement) >= PARALLEL_INSTANCES:
         allow_parallel_workers(connection)
-    per_key: dict[AttributeKey, dict[str, Any]] = {}
-    methods = tuple(query.aggr_methods)
-    first_value = len(columns) - len(methods)
+    result = connection.execute(statement)
+    try:
+        # Plain tuples from the driver: SQLAlchemy's rows cost a microsecond more each.
+        rows = result.cursor.fetchall()
+    finally:
+        result.close()
+    return fold(_collect(query, rows, len(keys), _key_reader(constant_id, constant_name)))
+
+
+def _collect(
+    query: TemporalQuery, rows: Sequence[Any], key_count: int, full_key: Any
+) -> dict[AttributeKey, dict[str, Any]]:
+    """aggregatedValues per (entity id, attribute name, datasetId), sorted by that key, from
+    rows of (the key columns not pinned, kind, bucket or first and last, the methods'
+    values) ordered by period."""
+    methods = query.aggr_methods
+    bucketed = query.aggr_period is not None
+    found: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[list[Any], ...]]] = {}
     # Periods repeat across entities and attributes: format each one once.
     spans: dict[Any, tuple[str, str]] = {}
-    get_key = _key_reader(constant_id, constant_name)
-    for row in connection.execute(statement):
-        key = get_key(row)
-        target = per_key.get(key)
-        if target is None:
-            target = per_key[key] = {"type": row.kind}
-            if key[2] != DEFAULT_DATASET:
-                target["datasetId"] = key[2]
-            for method in methods:
-                target[method] = []
-        moment = row.bucket if bucket is not None else (row.first, row.last)
+    first_value = key_count + (2 if bucketed else 3)
+    for row in rows:
+        key = row[:key_count]
+        entry = found.get(key)
+        if entry is None:
+            lists: tuple[list[Any], ...] = tuple([] for _ in methods)
+            entry = found[key] = (
+                {"type": row[key_count], **dict(zip(methods, lists, strict=True))},
+                lists,
+            )
+        moment = row[key_count + 1] if bucketed else row[key_count + 1 : first_value]
         span = spans.get(moment)
         if span is None:
-            start, end = _span(query, row, bucket is not None)
+            start, end = _span(query, moment)
             span = spans[moment] = (format_datetime(start), format_datetime(end))
-        for method, value in zip(methods, row[first_value:], strict=True):
+        start_text, end_text = span
+        for values, value in zip(entry[1], row[first_value:], strict=True):
             if value is not None:
-                target[method].append([plain(float(value)), *span])
-    return fold(per_key)
+                # Counts are integers already; integral doubles become integers.
+                if type(value) is float and value.is_integer() and -_EXACT < value < _EXACT:
+                    value = int(value)
+                values.append([value, start_text, end_text])
+    per_key: dict[AttributeKey, dict[str, Any]] = {}
+    for key, (target, _lists) in sorted((full_key(k), e) for k, e in found.items()):
+        if key[2] != DEFAULT_DATASET:
+            target["datasetId"] = key[2]
+        per_key[key] = target
+    return per_key
+
+
+#: Doubles from here on are not all integers: they stay floats (as ``reads.plain``).
+_EXACT = 2.0**53
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _key_reader(constant_id: str | None, constant_name: str | None) -> Any:
-    """(entity id, attribute name, datasetId) of a result row, whose leading columns are
-    the key columns the statement did not pin to a constant."""
+    """(entity id, attribute name, datasetId) from the key columns the statement did not
+    pin to a constant."""
     if constant_id is not None and constant_name is not None:
-        return lambda row: (constant_id, constant_name, row[0])
+        return lambda key: (constant_id, constant_name, key[0])
     if constant_id is not None:
-        return lambda row: (constant_id, row[0], row[1])
+        return lambda key: (constant_id, key[0], key[1])
     if constant_name is not None:
-        return lambda row: (row[0], constant_name, row[1])
-    return lambda row: (row[0], row[1], row[2])
+        return lambda key: (key[0], constant_name, key[1])
+    return lambda key: (key[0], key[1], key[2])
 
 
-def _span(query: TemporalQuery, row: Any, bucketed: bool) -> tuple[datetime, datetime]:
-    if bucketed:
-        return row.bucket, _period_end(query, row.bucket)
-    start = query.time_at if query.timerel in ("after", "between") else row.first
+def _span(query: TemporalQuery, moment: Any) -> tuple[datetime, datetime]:
+    """A period's start and end, from its bucket (microseconds since the epoch) or, over
+    the whole window, from the first and last instants."""
+    if query.aggr_period is not None:
+        bucket = _EPOCH + timedelta(microseconds=moment)
+        return bucket, _period_end(query, bucket)
+    first, last = moment
+    start = query.time_at if query.timerel in ("after", "between") else first
     if query.timerel == "between":
         end = query.end_time_at
     elif query.timerel == "before":
         end = query.time_at
     else:
-        end = row.last
+        end = last
     assert start is not None
     assert end is not None
     return start, end
