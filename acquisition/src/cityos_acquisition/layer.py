@@ -11,8 +11,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import create_engine
-
 from cityos_acquisition.api.health import health_router
 from cityos_acquisition.api.provisioning import provisioning_router
 from cityos_acquisition.api.southbound import southbound_router
@@ -36,7 +34,7 @@ from cityos_acquisition.transports.mqtt_topics import (
     THINGS_STACK_SUBSCRIPTIONS,
 )
 from cityos_kernel.bus.port import Bus
-from cityos_kernel.database import sqlalchemy_url
+from cityos_kernel.database import create_pooled_engine
 from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec, ReadinessCheck
 
 logger = logging.getLogger(__name__)
@@ -132,7 +130,7 @@ class AcquisitionLayer:
         store: RegistryStore
         pending: PendingCommandStore | None = None
         if context.database_url:
-            engine = create_engine(sqlalchemy_url(context.database_url), pool_pre_ping=True)
+            engine = create_pooled_engine(context.database_url)
             store = PostgresRegistryStore(engine)
             pending = PostgresPendingCommands(engine)
         else:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import create_engine
-
 from cityos_interoperability.ngsild.errors import translate_domain_error
 from cityos_interoperability.ngsild.facade import KnowledgeFacade
 from cityos_interoperability.ngsild.jsonld.context import ContextResolver
@@ -23,7 +21,7 @@ from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.settings import InteroperabilitySettings
 from cityos_interoperability.store.contexts import HostedContexts
 from cityos_interoperability.subscriptions.wiring import add_subscriptions
-from cityos_kernel.database import sqlalchemy_url
+from cityos_kernel.database import create_pooled_engine
 from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec
 
 MIGRATIONS = Path(__file__).parent / "store" / "migrations"
@@ -70,7 +68,7 @@ def build_services(settings: InteroperabilitySettings, database_url: str | None)
     hosted = None
     knowledge = None
     if database_url:
-        engine = create_engine(sqlalchemy_url(database_url), pool_pre_ping=True, pool_size=2)
+        engine = create_pooled_engine(database_url, pool_size=2)
         hosted = HostedContexts(engine)
         knowledge = KnowledgeFacade.from_url(database_url, pool_size=8)
     loader = ContextDocumentLoader(

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, status
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from cityos_kernel.database import sqlalchemy_url
+from cityos_kernel.database import create_pooled_engine
 from cityos_kernel.layer import LayerContext, LayerParts, MigrationSpec, ReadinessCheck
 from cityos_support.audit.consumer import CheckpointService, audit_consumer
 from cityos_support.audit.router import audit_router
@@ -94,9 +94,7 @@ class SupportLayer:
         if context.database_url:
             # Only a process that keeps the audit log needs the signing key.
             signer = CheckpointSigner.from_settings(settings)
-            engine = create_engine(
-                sqlalchemy_url(context.database_url), pool_size=5, pool_pre_ping=True
-            )
+            engine = create_pooled_engine(context.database_url, pool_size=5)
             DB_POOLS.track("support", engine)
             self.repository = ConfigRepository(engine)
             self.audit_store = AuditStore(

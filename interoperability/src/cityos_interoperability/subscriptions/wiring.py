@@ -10,7 +10,6 @@ periodic (``timeInterval``) scheduler.
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import create_engine
 
 from cityos_interoperability.ngsild.api import subscriptions as subscription_routes
 from cityos_interoperability.ngsild.router import PREFIX
@@ -25,7 +24,7 @@ from cityos_interoperability.subscriptions.registry import SubscriptionRegistry
 from cityos_interoperability.subscriptions.service import SubscriptionService
 from cityos_interoperability.subscriptions.store import SubscriptionStore
 from cityos_kernel.bus.consumer import ConsumerSpec
-from cityos_kernel.database import sqlalchemy_url
+from cityos_kernel.database import create_pooled_engine
 from cityos_kernel.events.topics import ENTITIES_CHANGED
 from cityos_kernel.layer import LayerParts
 
@@ -65,7 +64,7 @@ def add_subscriptions(
     """Add the subscription routes and, with a database, the notifier to ``parts``."""
     service = None
     if database_url:
-        engine = create_engine(sqlalchemy_url(database_url), pool_pre_ping=True, pool_size=3)
+        engine = create_pooled_engine(database_url, pool_size=3)
         store = SubscriptionStore(engine)
         knowledge = services.knowledge
         registry = SubscriptionRegistry(

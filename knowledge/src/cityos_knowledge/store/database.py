@@ -6,9 +6,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, event
 
-from cityos_kernel.database import sqlalchemy_url
+from cityos_kernel.database import create_pooled_engine
 from cityos_kernel.layer import MigrationSpec
 from cityos_knowledge.settings import KnowledgeSettings
 from cityos_knowledge.store.history import HistoryLayout, Partitions, read_layout
@@ -63,9 +63,7 @@ class KnowledgeStore:
     def from_url(
         cls, url: str, settings: KnowledgeSettings | None = None, *, pool_size: int = 5
     ) -> KnowledgeStore:
-        engine = create_engine(
-            sqlalchemy_url(url), pool_size=pool_size, max_overflow=5, pool_pre_ping=True
-        )
+        engine = create_pooled_engine(url, pool_size=pool_size, max_overflow=5)
         return cls(engine, settings)
 
     def _load(self) -> None:

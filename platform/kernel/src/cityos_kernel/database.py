@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 #: The driver the platform uses (psycopg2; SQLAlchemy 2.1 would otherwise pick psycopg 3).
 DRIVER = "postgresql+psycopg2"
@@ -21,3 +27,54 @@ def libpq_url(url: str) -> str:
     parts = urlsplit(url)
     scheme = "postgresql" if parts.scheme.startswith("postgres") else parts.scheme
     return urlunsplit((scheme, *parts[1:]))
+
+
+#: A pooled connection that has been idle (checked in) longer than this many seconds is
+#: pinged before it is handed out again; a busier one is trusted (ADR 0066).
+IDLE_PING_AFTER = 30.0
+
+_CHECKED_IN_AT = "cityos_checked_in_at"
+
+
+def create_pooled_engine(
+    url: str, *, idle_ping_after: float = IDLE_PING_AFTER, **options: Any
+) -> Engine:
+    """A SQLAlchemy engine for ``url`` whose pool pings only connections idle too long.
+
+    ``pool_pre_ping`` costs a ``SELECT 1`` round trip on every checkout, as much as a
+    short query's own work. Here a connection is pinged only when it has sat in the pool
+    for more than ``idle_ping_after`` seconds (where firewalls, server restarts and
+    ``idle_session_timeout`` take connections away); if the ping fails the pool replaces
+    it transparently. A connection that dies while in steady use raises its disconnect
+    error once, SQLAlchemy invalidates the pool, and the next checkout gets a new one.
+    ``options`` go to :func:`sqlalchemy.create_engine` (``pool_size``, ``max_overflow``…).
+    """
+    if options.get("pool_pre_ping"):
+        raise ValueError("create_pooled_engine pings idle connections itself; drop pool_pre_ping")
+    engine = create_engine(sqlalchemy_url(url), **options)
+    ping_idle_connections(engine, idle_ping_after)
+    return engine
+
+
+def ping_idle_connections(engine: Engine, idle_ping_after: float = IDLE_PING_AFTER) -> None:
+    """Make ``engine``'s pool ping a connection idle longer than ``idle_ping_after`` seconds."""
+
+    def checked_in(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    def checked_out(
+        dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        checked_in_at = record.info.pop(_CHECKED_IN_AT, None)
+        if checked_in_at is None or time.monotonic() - checked_in_at <= idle_ping_after:
+            return  # new, or used recently: trusted
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            if not dbapi_connection.autocommit:
+                dbapi_connection.rollback()
+        except Exception as error:  # any failure of SELECT 1: the connection is unusable
+            raise DisconnectionError(f"idle pooled connection failed its ping: {error}") from error
+
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checked_out)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import create_engine
-
 from cityos_kernel.bus.port import Bus
-from cityos_kernel.database import sqlalchemy_url
+from cityos_kernel.database import create_pooled_engine
 from cityos_kernel.errors import ConfigurationError
 from cityos_kernel.layer import LayerParts
 from cityos_kernel.settings import PlatformSettings
@@ -66,9 +64,7 @@ def authorizer_for(
     )
     repository = None
     if database_url:
-        engine = create_engine(
-            sqlalchemy_url(database_url), pool_size=2, max_overflow=2, pool_pre_ping=True
-        )
+        engine = create_pooled_engine(database_url, pool_size=2, max_overflow=2)
         repository = ConfigRepository(engine)
     policies = LiveValue(
         POLICY_KEY,
