@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cityos_knowledge.errors import TooManyResultsError
 from cityos_knowledge.query.errors import InvalidQueryError
@@ -24,6 +26,30 @@ from cityos_knowledge.query.selectors import (
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
+
+#: Parsed expressions kept per parameter, by their text (least recently used dropped).
+PARSE_CACHE_SIZE = 1024
+#: Longer texts are parsed every time (not worth keeping, and a client could fill memory).
+MAX_CACHED_TEXT = 512
+
+_T = TypeVar("_T")
+
+
+def _remembered(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """``parse`` with its results kept by text. The parse trees are immutable (frozen
+    dataclasses, tuples), so requests writing the same expression share one; errors are
+    not kept (raised again each time)."""
+    cached = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(parse)
+
+    def parse_text(text: str) -> _T:
+        return cached(text) if len(text) <= MAX_CACHED_TEXT else parse(text)
+
+    return parse_text
+
+
+_parse_types = _remembered(parse_type_selection)
+_parse_q = _remembered(parse_q)
+_parse_scope = _remembered(parse_scope_query)
 
 #: The query-string parameters :func:`parse_entity_query` understands, by NGSI-LD name.
 PARAMETERS = frozenset(
@@ -105,9 +131,9 @@ def parse_entity_query(parameters: Mapping[str, str], *, max_limit: int = MAX_LI
     query = EntityQuery(
         ids=parse_ids(ids) if (ids := get("id")) is not None else (),
         id_pattern=id_pattern,
-        types=parse_type_selection(type_text) if type_text is not None else None,
-        q=parse_q(q) if (q := get("q")) is not None else None,
-        scope_q=parse_scope_query(scope) if (scope := get("scopeQ")) is not None else None,
+        types=_parse_types(type_text) if type_text is not None else None,
+        q=_parse_q(q) if (q := get("q")) is not None else None,
+        scope_q=_parse_scope(scope) if (scope := get("scopeQ")) is not None else None,
         geo=parse_geo_query(get("georel"), get("geometry"), get("coordinates"), get("geoproperty")),
         attrs=parse_attribute_names("attrs", attrs) if (attrs := get("attrs")) else (),
         pick=parse_projection("pick", pick) if (pick := get("pick")) is not None else (),

@@ -98,6 +98,42 @@ def _field_names(kind: type) -> tuple[str, ...] | None:
     return tuple(field.name for field in fields(kind))
 
 
+def _walk(node: Any, leaves: list[Any]) -> Hashable:
+    """The shape of ``node``; its value nodes appended to ``leaves`` in walking order."""
+    kind: Any = type(node)
+    if kind in _LEAF_SET:
+        leaves.append(node)
+        return (kind, _leaf_shape(node))
+    names = _field_names(kind)
+    if names is not None:
+        return (kind, *(_walk(getattr(node, name), leaves) for name in names))
+    if isinstance(node, tuple | list):
+        return tuple(_walk(item, leaves) for item in node)
+    if node is None or isinstance(node, _PLAIN):
+        return node
+    raise _UnshapeableError
+
+
+#: Walked sub-trees of queries (``types``, ``q``…) by identity: the parser keeps the trees
+#: of texts it has seen (``params._remembered``), so a repeated expression is one object,
+#: walked once. Keyed by ``id`` with the tree held (its id cannot be reused meanwhile), not
+#: by equality: a compiled shape binds the leaves of the very objects it was built from.
+_WALKED: dict[int, tuple[Any, Hashable, tuple[Any, ...]]] = {}
+_WALKED_SIZE = 2048
+
+
+def _walk_tree(node: Any) -> tuple[Hashable, tuple[Any, ...]]:
+    known = _WALKED.get(id(node))
+    if known is not None and known[0] is node:
+        return known[1], known[2]
+    leaves: list[Any] = []
+    shape = _walk(node, leaves)
+    if len(_WALKED) >= _WALKED_SIZE:
+        _WALKED.clear()
+    _WALKED[id(node)] = (node, shape, tuple(leaves))
+    return shape, tuple(leaves)
+
+
 def _split(query: EntityQuery) -> _Split:
     leaves: list[Any] = []
     positions: dict[tuple[int, str | None], int] = {}
@@ -109,28 +145,23 @@ def _split(query: EntityQuery) -> _Split:
         positions[key] = len(leaves)
         leaves.append(value)
 
-    def walk(node: Any) -> Hashable:
-        kind: Any = type(node)
-        if kind in _LEAF_SET:
-            add(node, None, node)
-            return (kind, _leaf_shape(node))
-        names = _field_names(kind)
-        if names is not None:
-            return (kind, *(walk(getattr(node, name)) for name in names))
-        if isinstance(node, tuple | list):
-            return tuple(walk(item) for item in node)
-        if node is None or isinstance(node, _PLAIN):
-            return node
-        raise _UnshapeableError
-
     shape: list[Hashable] = []
     for name in _field_names(EntityQuery) or ():
         value = getattr(query, name)
         if name in VALUE_FIELDS:
             add(query, name, value)
             shape.append(bool(value) if name == "ids" else value is None)
+            continue
+        kind: Any = type(value)
+        if kind not in _LEAF_SET and _field_names(kind) is not None:  # an expression tree
+            part, subtree = _walk_tree(value)
+            shape.append(part)
         else:
-            shape.append(walk(value))
+            found: list[Any] = []
+            shape.append(_walk(value, found))
+            subtree = tuple(found)
+        for leaf in subtree:
+            add(leaf, None, leaf)
     return _Split(tuple(shape), tuple(leaves), positions)
 
 
