@@ -209,6 +209,9 @@ def measure(service: KnowledgeService, url: str, schema: str, tenant: str, runs:
           "   (median CPU ms per run)")  # fmt: skip
     for timer, *_ in timers:
         print(timer.line())
+    for facade, raw_sql in ((timers[0][0], timers[1][0]), (timers[2][0], timers[3][0])):
+        ratio = statistics.median(facade.seconds) / statistics.median(raw_sql.seconds)
+        print(f"{facade.name[:4]} facade / raw SQL p50: x{ratio:.2f}")
     print(f"load average {Path('/proc/loadavg').read_text().split()[0]}")
 
 
