@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cityos_interoperability.ngsild.access import WriteScope, facade_for
@@ -16,7 +17,7 @@ from cityos_interoperability.ngsild.jsonld.expansion import Expander, check_name
 from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, MERGE_PATCH
 from cityos_interoperability.ngsild.representation import parse_options
 from cityos_interoperability.ngsild.responses import json_response, no_content
-from cityos_interoperability.ngsild.services import ApiServices, run_in_threadpool
+from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
 
 #: PATCH bodies: JSON, JSON-LD or JSON merge-patch (6.3.4).

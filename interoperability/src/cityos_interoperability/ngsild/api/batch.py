@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cityos_interoperability.ngsild.access import ReadScope, WriteScope, facade_for
@@ -51,7 +52,7 @@ from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, context_fr
 from cityos_interoperability.ngsild.projection import check_join
 from cityos_interoperability.ngsild.representation import parse_options
 from cityos_interoperability.ngsild.responses import no_content
-from cityos_interoperability.ngsild.services import ApiServices, run_in_threadpool
+from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
 from cityos_support.security.policy import DataScope
 

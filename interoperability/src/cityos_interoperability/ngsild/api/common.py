@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Query
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -40,7 +41,7 @@ from cityos_interoperability.ngsild.representation import (
     parse_options,
 )
 from cityos_interoperability.ngsild.responses import json_response
-from cityos_interoperability.ngsild.services import ApiServices, run_in_threadpool
+from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.settings import InteroperabilitySettings
 
 #: Entity members that are not attributes: never valid in ``attrs``.

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cityos_interoperability.ngsild.body import read_document
@@ -29,7 +30,7 @@ from cityos_interoperability.ngsild.negotiation import (
     choose_representation,
 )
 from cityos_interoperability.ngsild.responses import no_content
-from cityos_interoperability.ngsild.services import ApiServices, run_in_threadpool
+from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
 from cityos_interoperability.store.contexts import HOSTED_PATH, HostedContext
 from cityos_support.security import require

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cityos_interoperability.ngsild.access import ReadScope, facade_for
@@ -16,7 +17,7 @@ from cityos_interoperability.ngsild.jsonld.context import TermMap
 from cityos_interoperability.ngsild.jsonld.expansion import check_name
 from cityos_interoperability.ngsild.negotiation import JSON_REPRESENTATIONS, choose_representation
 from cityos_interoperability.ngsild.responses import json_response
-from cityos_interoperability.ngsild.services import ApiServices, run_in_threadpool
+from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
 
 DetailsParam = Annotated[bool, Query(description="Full information instead of names only")]

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cityos_interoperability.ngsild.access import ReadScope, WriteScope, facade_for
@@ -54,7 +55,7 @@ from cityos_interoperability.ngsild.linked import Joined
 from cityos_interoperability.ngsild.negotiation import JSON, JSON_LD, MERGE_PATCH
 from cityos_interoperability.ngsild.projection import check_join
 from cityos_interoperability.ngsild.responses import no_content
-from cityos_interoperability.ngsild.services import ApiServices, run_in_threadpool
+from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
 from cityos_support.security import require
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cityos_interoperability.ngsild.api.common import OptionsParam, request_terms
@@ -26,7 +27,7 @@ from cityos_interoperability.ngsild.negotiation import (
 )
 from cityos_interoperability.ngsild.representation import parse_options
 from cityos_interoperability.ngsild.responses import json_response, no_content
-from cityos_interoperability.ngsild.services import ApiServices, run_in_threadpool
+from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
 from cityos_interoperability.subscriptions.service import SubscriptionService
 from cityos_support.security import data_scope, require

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from cityos_interoperability.ngsild.access import TemporalScope, WriteScope, facade_for
@@ -48,7 +49,7 @@ from cityos_interoperability.ngsild.negotiation import (
 )
 from cityos_interoperability.ngsild.representation import parse_list
 from cityos_interoperability.ngsild.responses import json_response, no_content
-from cityos_interoperability.ngsild.services import ApiServices, run_in_threadpool
+from cityos_interoperability.ngsild.services import ApiServices
 from cityos_interoperability.ngsild.tenant import TenantDep
 from cityos_interoperability.temporal.documents import (
     TemporalCompactor,
