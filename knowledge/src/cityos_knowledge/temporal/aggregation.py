@@ -2,7 +2,9 @@
 
 Periods come from ``aggrPeriodDuration``: ``date_bin`` for exact spans starting where the
 query's time range starts (``timeAt`` for after/between, else the oldest instance the
-query selects), ``date_trunc`` for whole months and years, and one period for the whole
+query selects), calendar periods for any whole number of months or years (P1M, P3M, P1Y,
+P2Y…: on a grid of months counted in UTC from January of year 0, so P3M gives quarters,
+P6M half-years, P1Y calendar years and P2Y even years), and one period for the whole
 window when it is absent or ``PT0S``. Numeric methods (sum, avg, min, max, stddev, sumsq)
 use the instances' numeric values; totalCount and distinctCount count every instance.
 With TimescaleDB, hourly and daily aggregations from a lower bound on a bucket edge are
@@ -12,7 +14,7 @@ read from the continuous aggregates instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, MINYEAR, UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -20,6 +22,7 @@ from sqlalchemy import (
     Connection,
     Executable,
     Float,
+    Integer,
     Interval,
     Text,
     and_,
@@ -37,7 +40,6 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 
 from cityos_knowledge.entities.attributes import format_datetime
-from cityos_knowledge.errors import BadRequestDataError
 from cityos_knowledge.store.tables import DEFAULT_DATASET, attributes
 from cityos_knowledge.temporal.params import TemporalQuery
 from cityos_knowledge.temporal.reads import (
@@ -125,21 +127,26 @@ def _method_column(method: str) -> ColumnElement[Any]:
 def _bucket(
     query: TemporalQuery, at: ColumnElement[Any], origin: datetime | None
 ) -> ColumnElement[Any] | None:
+    """Each instance's period as an integer: for calendar periods, the index of its first
+    month (``year * 12 + month - 1``, UTC); otherwise its start in microseconds since the
+    epoch. An integer is read several times faster than a timestamptz, and each period is
+    made a datetime once (it repeats across keys), in ``_span``."""
     period = query.aggr_period
     if period is None:
         return None
     if period.months:
-        unit = {1: "month", 12: "year"}.get(period.months)
-        if unit is None:
-            raise BadRequestDataError(
-                f"aggrPeriodDuration {period.text}: only P1M and P1Y are supported for "
-                "calendar periods"
-            )
-        return func.date_trunc(literal(unit, Text), at, literal("UTC", Text))
+        utc = func.timezone(literal("UTC", Text), at)
+        month = cast(func.date_part(literal("year", Text), utc), Integer) * 12 + cast(
+            func.date_part(literal("month", Text), utc), Integer
+        )
+        index = month - 1
+        # Years in a timestamptz the API accepts are positive: integer division floors.
+        return index if period.months == 1 else index // period.months * period.months
     origin = query.time_at if query.timerel in ("after", "between") else origin
-    return func.date_bin(
+    start = func.date_bin(
         literal(period.span, Interval()), at, literal(origin, TIMESTAMP(timezone=True))
     )
+    return cast(func.extract("epoch", start) * 1_000_000, BigInteger)
 
 
 def _period_end(query: TemporalQuery, start: datetime) -> datetime:
@@ -147,8 +154,19 @@ def _period_end(query: TemporalQuery, start: datetime) -> datetime:
     assert period is not None
     if not period.months:
         return start + period.span
-    months = start.month - 1 + period.months
-    return start.replace(year=start.year + months // 12, month=months % 12 + 1)
+    return _month_start(start.year * 12 + start.month - 1 + period.months)
+
+
+def _month_start(index: int) -> datetime:
+    """The first instant of month ``year * 12 + month - 1`` (UTC), kept within what a
+    datetime holds: the grid's first period starts in year 0, and a long period can end
+    after year 9999."""
+    year, month = divmod(index, 12)
+    if year < MINYEAR:
+        return datetime.min.replace(tzinfo=UTC)
+    if year > MAXYEAR:
+        return datetime.max.replace(tzinfo=UTC)
+    return datetime(year, month + 1, 1, tzinfo=UTC)
 
 
 def aggregated_values(
@@ -183,9 +201,7 @@ def aggregated_values(
         func.min(history.c.kind).label("kind"),
     ]
     if bucket is not None:
-        # Microseconds since the epoch: an integer is read several times faster than a
-        # timestamptz, and each period is made a datetime once (it repeats across keys).
-        epoch = cast(func.extract("epoch", bucket) * 1_000_000, BigInteger).label("bucket")
+        epoch = bucket.label("bucket")
         columns.append(epoch)
     else:
         columns.extend([func.min(at).label("first"), func.max(at).label("last")])
@@ -273,9 +289,12 @@ def _key_reader(constant_id: str | None, constant_name: str | None) -> Any:
 
 
 def _span(query: TemporalQuery, moment: Any) -> tuple[datetime, datetime]:
-    """A period's start and end, from its bucket (microseconds since the epoch) or, over
-    the whole window, from the first and last instants."""
+    """A period's start and end, from its bucket (see ``_bucket``) or, over the whole
+    window, from the first and last instants."""
     if query.aggr_period is not None:
+        months = query.aggr_period.months
+        if months:
+            return _month_start(moment), _month_start(moment + months)
         bucket = _EPOCH + timedelta(microseconds=moment)
         return bucket, _period_end(query, bucket)
     first, last = moment
