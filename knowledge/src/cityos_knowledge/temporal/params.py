@@ -55,7 +55,8 @@ class Period:
 
 
 def parse_duration(text: str) -> Period:
-    """``P1D``, ``PT15M``, ``P1M``, ``P1Y``, ``PT0S``… (BadRequestData when malformed)."""
+    """``P1D``, ``PT15M``, ``P1M``, ``P3M``, ``P2Y``, ``PT0S``… (BadRequestData when
+    malformed, or when it mixes months or years with days or time)."""
     match = _DURATION.fullmatch(text)
     if not match or text in ("P", "PT") or text.endswith("T"):
         raise BadRequestDataError(f"aggrPeriodDuration {text!r} is not an ISO 8601 duration")
