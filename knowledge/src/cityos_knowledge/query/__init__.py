@@ -15,6 +15,8 @@ in three steps:
    ``max_limit`` raises ``TooManyResultsError`` (403). ``EntityQuery.selects_something``
    tells whether the spec's "at least one selector" rule for Query Entities holds. Each
    parameter also has its own parser (:func:`parse_q`, :func:`parse_type_selection`…).
+   ``parse_entity_query`` keeps the parsed ``q``, ``type`` and ``scopeQ`` trees by text
+   (bounded; the trees are frozen and shared between queries: never rebuild one in place).
 
 2. **Translate** against the tables of ``cityos_knowledge.store.tables`` (bind the tenant's
    schema on the connection with ``bind_schema``). ``expand`` turns the terms the client
