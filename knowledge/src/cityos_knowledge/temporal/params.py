@@ -54,6 +54,11 @@ class Period:
         return self.months == 0 and not self.span
 
 
+#: The longest aggregation period answered: longer ones cannot be represented as timestamps.
+_LONGEST_PERIOD_MONTHS = 10_000 * 12
+_LONGEST_PERIOD = timedelta(days=10_000 * 366)
+
+
 def parse_duration(text: str) -> Period:
     """``P1D``, ``PT15M``, ``P1M``, ``P3M``, ``P2Y``, ``PT0S``… (BadRequestData when
     malformed, or when it mixes months or years with days or time)."""
@@ -61,14 +66,21 @@ def parse_duration(text: str) -> Period:
     if not match or text in ("P", "PT") or text.endswith("T"):
         raise BadRequestDataError(f"aggrPeriodDuration {text!r} is not an ISO 8601 duration")
     parts = {key: float(value) if value else 0.0 for key, value in match.groupdict().items()}
-    span = timedelta(
-        weeks=parts["weeks"],
-        days=parts["days"],
-        hours=parts["hours"],
-        minutes=parts["minutes"],
-        seconds=parts["seconds"],
-    )
     months = int(parts["years"] * 12 + parts["months"])
+    try:
+        span = timedelta(
+            weeks=parts["weeks"],
+            days=parts["days"],
+            hours=parts["hours"],
+            minutes=parts["minutes"],
+            seconds=parts["seconds"],
+        )
+    except OverflowError:
+        span = _LONGEST_PERIOD * 2
+    if months > _LONGEST_PERIOD_MONTHS or span > _LONGEST_PERIOD:
+        raise BadRequestDataError(
+            f"aggrPeriodDuration {text!r} is longer than 10,000 years, the longest period answered"
+        )
     if months and span:
         raise BadRequestDataError(
             f"aggrPeriodDuration {text!r} mixes months or years with days or time; "
