@@ -85,7 +85,15 @@ class LiveValue(Generic[M]):
         try:
             entry = self._repository.get(self.key)
         except SQLAlchemyError as exc:
-            logger.error("cannot read %s, keeping version %d: %s", self.key, self.version, exc)
+            # The driver's first line says why; the SQL and its parameters are noise here.
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            logger.error(
+                "cannot read configuration key %r (has `cityos db upgrade` run?), "
+                "keeping version %d: %s",
+                self.key,
+                self.version,
+                reason,
+            )
             self._loaded_at = self._clock()
             return
         self._loaded_at = self._clock()
