@@ -297,10 +297,27 @@ def query_and_join(
 ) -> tuple[EntityPage, Joined]:
     """Query Entities, keep the datasets asked for, then follow links (blocking)."""
     page = facade.query_entities(tenant, query, expand=terms.expand, sys_attrs=rep.sys_attrs)
-    found = page.entities
+    joined = join_found(
+        facade, tenant, page.entities, terms, rep, datasets=datasets, join=join, level=level
+    )
+    return page, joined
+
+
+def join_found(
+    facade: KnowledgeFacade,
+    tenant: str | None,
+    found: list[dict[str, Any]],
+    terms: TermMap,
+    rep: Representation,
+    *,
+    datasets: frozenset[str] | None,
+    join: str | None,
+    level: int,
+) -> Joined:
+    """Keep the datasets asked for in the entities read, then follow links (blocking)."""
     if datasets is not None:
         found = [keep_instances(entity, datasets) for entity in found]
-    return page, linked_entities(facade, tenant, found, rep, terms, join=join, level=level)
+    return linked_entities(facade, tenant, found, rep, terms, join=join, level=level)
 
 
 async def answer_query(

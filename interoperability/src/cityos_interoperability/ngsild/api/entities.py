@@ -34,8 +34,7 @@ from cityos_interoperability.ngsild.api.common import (
     entity_media_type,
     entity_query,
     expand_attrs,
-    keep_instances,
-    linked_entities,
+    join_found,
     projected,
     render_entities,
     request_terms,
@@ -247,10 +246,15 @@ def build(services: ApiServices) -> APIRouter:
             if chosen[2] is not None and not set(entity) - NOT_ATTRIBUTES:
                 # 5.7.1.4: the entity has none of the attributes asked for.
                 raise ResourceNotFoundError(f"entity {entityId} has none of the attributes {attrs}")
-            if datasets is not None:
-                entity = keep_instances(entity, datasets)
-            return linked_entities(
-                facade, tenant, [entity], rep, terms, join=active_join, level=level
+            return join_found(
+                facade,
+                tenant,
+                [entity],
+                terms,
+                rep,
+                datasets=datasets,
+                join=active_join,
+                level=level,
             )
 
         joined = await run_in_threadpool(read)
