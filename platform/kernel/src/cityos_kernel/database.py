@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
@@ -47,13 +49,41 @@ def create_pooled_engine(
     ``idle_session_timeout`` take connections away); if the ping fails the pool replaces
     it transparently. A connection that dies while in steady use raises its disconnect
     error once, SQLAlchemy invalidates the pool, and the next checkout gets a new one.
-    ``options`` go to :func:`sqlalchemy.create_engine` (``pool_size``, ``max_overflow``…).
+    ``options`` go to :func:`sqlalchemy.create_engine` (``pool_size``, ``max_overflow``…);
+    ``json`` and ``jsonb`` values are decoded by :func:`loads_json` unless
+    ``json_deserializer`` says otherwise.
     """
     if options.get("pool_pre_ping"):
         raise ValueError("create_pooled_engine pings idle connections itself; drop pool_pre_ping")
+    options.setdefault("json_deserializer", loads_json)
     engine = create_engine(sqlalchemy_url(url), **options)
     ping_idle_connections(engine, idle_ping_after)
     return engine
+
+
+#: Every digit made "0", every other byte a space: a run of 19 digits may be an integer beyond
+#: 64 bits (-9999999999999999999 has 19), which orjson turns into a float and ``json.loads``
+#: keeps exact. (A byte table and a substring search: a regular expression costs 10x more.)
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` semantics at orjson's speed: the decoder of the platform's engines.
+
+    psycopg2 decodes every ``json``/``jsonb`` value it reads with the engine's
+    ``json_deserializer`` (a page of 20 entity documents took ~0.19 ms in ``json.loads``,
+    several times less in orjson). orjson differs from ``json.loads`` on integers beyond 64
+    bits (it returns a float) and refuses what it cannot represent (``1e400``, lone
+    surrogates): texts with a run of 19 digits, and texts orjson refuses, go to ``json.loads``.
+    """
+    encoded = text.encode("utf-8", "surrogatepass")
+    if _LONG_DIGITS not in encoded.translate(_DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(encoded)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def ping_idle_connections(engine: Engine, idle_ping_after: float = IDLE_PING_AFTER) -> None:
