@@ -17,8 +17,10 @@ Madrid). Then, from a single client, it measures one page (limit 20, ordered by 
     shape and run with its values bound, autocommit, serial plans set per connection; a
     bounded ``near`` query reads ``entity_locations`` (ADR 0064) and runs as a prepared
     statement with a generic plan, ADR 0065);
-(b) the same statement hand-written in SQL, prepared once with a generic plan, run with a
-    psycopg2 cursor: the floor, without any Python query building;
+(b) the same statement hand-written in SQL (``PREPARE_SQL``: keep it the facade's statement
+    when that one changes), prepared once with a generic plan, run with a psycopg2 cursor
+    whose documents are decoded as the facade's are: the floor, without any Python query
+    building;
 (c) as (a) with count=true (the total comes with the page: ``with_total``);
 (d) the query package without the statement cache: parse, build the SQLAlchemy statement,
     execute it in a transaction (what the facade did before ADR 0017);
@@ -49,11 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import psycopg2.extras
 from sqlalchemy import func, insert, select
 
 from cityos.embedded import EmbeddedPostgres
 from cityos.migrate import upgrade
-from cityos_kernel.database import libpq_url
+from cityos_kernel.database import libpq_url, loads_json
 from cityos_knowledge.entities.attributes import attribute_row
 from cityos_knowledge.entities.repository import insert_new_entities, refresh_documents
 from cityos_knowledge.layer import KnowledgeLayer
@@ -64,7 +67,7 @@ from cityos_knowledge.query import (
     select_entities,
 )
 from cityos_knowledge.query.geo import GeometryType, GeoQuery, GeoRelation
-from cityos_knowledge.query.selection import near_scales, search_box
+from cityos_knowledge.query.selection import near_bounds, search_box
 from cityos_knowledge.service import KnowledgeService
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import attributes, entities
@@ -153,32 +156,39 @@ def parameters(rng: random.Random, *, count: bool = False) -> dict[str, str]:
 
 
 #: The facade's statement written by hand (ADR 0064, 0065): candidates from the narrow
-#: ``entity_locations`` (index-only scan of Points in the search box, a planar bound before
-#: the spheroid; other geometries from their own index), prepared once, generic plan.
+#: ``entity_locations`` (index-only scan of Points in the search box; a planar bound that
+#: proves a position within the distance, another that proves it beyond, the spheroid only
+#: between them; other geometries from their own index), prepared once, generic plan. Keep
+#: it the same statement as the facade's (``query/selection.py``) when that one changes.
 PREPARE_SQL = """
 PREPARE hand_written (text[], text, float8, text, float8, float8, float8, float8,
-                      float8, float8, float8, float8, float8, float8) AS
-SELECT e.id, e.entity FROM {schema}.entities AS e
+                      float8, float8, float8, float8, float8, float8, float8) AS
+SELECT e.entity FROM {schema}.entities AS e
 WHERE e.deleted_at IS NULL AND e.types @> $1
   AND EXISTS (SELECT 1 FROM {schema}.attributes AS a
-              WHERE a.entity_id = e.id AND a.name = $2 AND a.value_number > $3)
+              WHERE a.entity_id = e.id AND a.name = $2 AND a.value IS NOT NULL
+                AND NOT (a.kind = ANY (ARRAY['Relationship', 'ListRelationship']))
+                AND a.value_number > $3)
   AND e.id = ANY(ARRAY(
         SELECT g.entity_id FROM {schema}.entity_locations AS g
         WHERE g.name = $4 AND g.position <@ box(point($5, $6), point($7, $8))
           AND ((g.position[0] - $9) * (g.position[0] - $9) * $11
-               + (g.position[1] - $10) * (g.position[1] - $10) * $12 <= $13
-               OR ST_DWithin(geography(ST_SetSRID(ST_MakePoint(g.position[0], g.position[1]),
-                                                  4326)),
-                             geography(ST_SetSRID(ST_MakePoint($9, $10), 4326)), $14))
+               + (g.position[1] - $10) * (g.position[1] - $10) * $12 <= 1.0
+               OR (g.position[0] - $9) * (g.position[0] - $9) * $13
+                  + (g.position[1] - $10) * (g.position[1] - $10) * $14 <= 1.0
+                  AND ST_DWithin(geography(ST_SetSRID(ST_MakePoint(g.position[0],
+                                                                   g.position[1]), 4326)),
+                                 (SELECT geography(ST_SetSRID(ST_MakePoint($9, $10), 4326))),
+                                 $15))
         UNION ALL
         SELECT g.entity_id FROM {schema}.entity_locations AS g
         WHERE g.name = $4 AND g.position IS NULL
           AND g.geometry && ST_MakeEnvelope($5, $6, $7, $8, 4326)
           AND ST_DWithin(geography(g.geometry),
-                         geography(ST_SetSRID(ST_MakePoint($9, $10), 4326)), $14)))
+                         (SELECT geography(ST_SetSRID(ST_MakePoint($9, $10), 4326))), $15)))
 ORDER BY e.id LIMIT 20
 """
-EXECUTE_SQL = "EXECUTE hand_written (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+EXECUTE_SQL = "EXECUTE hand_written (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
 #: The same before ADR 0064: candidates from ``attributes`` (one heap page each), spheroid
 #: for every one, planned per query.
@@ -260,6 +270,8 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
     before = Measured("(e) hand-written, before ADR 0064/0065")
     raw_connection = psycopg2.connect(libpq_url(url))
     raw_connection.autocommit = True
+    # Documents decoded as the platform's engines decode them (orjson, ``loads_json``).
+    psycopg2.extras.register_default_jsonb(raw_connection, loads=loads_json)
     old_connection = psycopg2.connect(libpq_url(url))
     old_connection.autocommit = True
     attributes_sql = ATTRIBUTES_SQL.format(schema=f'"{schema}"')
@@ -294,7 +306,7 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
             lon, lat = (float(part) for part in params["coordinates"].strip("[]").split(","))
             near = GeoQuery(GeoRelation.NEAR, GeometryType.POINT, [lon, lat], max_distance=500.0)
             west, south, east, north = search_box(near)
-            x_scale, y_scale = near_scales(south, north)
+            bounds = near_bounds(near)
             cursor.execute(
                 EXECUTE_SQL,
                 [
@@ -308,9 +320,10 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
                     north,
                     lon,
                     lat,
-                    x_scale**2,
-                    y_scale**2,
-                    (500.0 * (1 - 1e-6)) ** 2,
+                    bounds.inner_x,
+                    bounds.inner_y,
+                    bounds.outer_x,
+                    bounds.outer_y,
                     500.0,
                 ],
             )
@@ -345,10 +358,8 @@ def measure(url: str, schema: str, tenant: str, queries: int) -> None:
             through_package(parameters(rng))
             hand_written(parameters(rng))
             on_attributes(parameters(rng))
-        cursor.execute("SELECT pg_backend_pid()")
-        raw.backend = cursor.fetchone()[0]
-        old_cursor.execute("SELECT pg_backend_pid()")
-        before.backend = old_cursor.fetchone()[0]
+        raw.backend = raw_connection.info.backend_pid
+        before.backend = old_connection.info.backend_pid
         uncached.backend = bound.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
         bound.commit()
         for measured, chosen in ((facade, service), (counted, counting)):

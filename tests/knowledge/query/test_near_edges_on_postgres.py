@@ -1,9 +1,10 @@
 """``near;maxDistance`` gives exactly PostGIS's spheroid answer at the edge of the circle.
 
 The near-query reads positions from ``entity_locations`` and skips ``ST_DWithin`` for those a
-cheap planar bound proves inside (ADR 0064). Here points are placed by PostGIS itself
-(``ST_Project`` on the spheroid) just inside and just outside the distance, in every
-direction, at several latitudes, across the antimeridian and near a pole, and the query's
+cheap planar bound proves inside, and for those another proves beyond (ADR 0064). Here
+points are placed by PostGIS itself (``ST_Project`` on the spheroid) just inside and just
+outside the distance and in the corners of the search box, in every direction, at several
+latitudes, across the equator and the antimeridian and near both poles, and the query's
 answer is compared with ``ST_DWithin`` on the geography of ``attributes.geometry``: the
 definition the query had before the narrow table existed.
 """
@@ -24,7 +25,7 @@ from cityos_knowledge.entities.repository import (
     refresh_documents,
     upsert_attributes,
 )
-from cityos_knowledge.query.selection import near_scales
+from cityos_knowledge.query.selection import near_minimum_scales, near_scales
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import attributes
 from tests.knowledge.query.city import CREATED, City, expand
@@ -32,12 +33,21 @@ from tests.knowledge.query.city import CREATED, City, expand
 pytestmark = pytest.mark.postgres
 
 #: (longitude, latitude) of the reference points: equator, Madrid, Oslo-ish, near the pole,
-#: and next to the antimeridian (positions east of it have longitude -179.99…).
-CENTRES = [(0.0, 0.0), (-3.7038, 40.4168), (10.75, 59.91), (25.0, 88.5), (179.9995, -16.5)]
+#: next to the antimeridian (positions east of it have longitude -179.99…), Tierra del Fuego,
+#: and so close to the north pole that the farthest circles cross it.
+CENTRES = [
+    (0.0, 0.0),
+    (-3.7038, 40.4168),
+    (10.75, 59.91),
+    (25.0, 88.5),
+    (179.9995, -16.5),
+    (-68.3, -54.8),
+    (120.0, 89.9999),
+]
 DISTANCES = [30.0, 500.0, 5000.0]
-#: Relative offsets from the distance: the thin ring where the planar bound cannot decide,
-#: and well inside and outside it.
-OFFSETS = [-0.2, -0.01, -1e-4, -1e-6, 1e-6, 1e-4, 0.01, 0.2]
+#: Relative offsets from the distance: the thin ring where the planar bounds cannot decide,
+#: well inside and outside it, and out in the corners of the search box (at 45°, 135°…).
+OFFSETS = [-0.2, -0.01, -1e-4, -1e-6, 1e-6, 1e-4, 0.01, 0.2, 0.38]
 AZIMUTHS = range(0, 360, 15)
 
 
@@ -130,3 +140,15 @@ def test_the_planar_bound_scales_never_undershoot_the_ellipsoid() -> None:
     parallel_40, meridian_40 = near_scales(40.0, 41.0)
     assert 85_000 < parallel_40 < 85_400  # cos 40° · N(40°) · π/180
     assert 111_030 < meridian_40 < 111_060
+
+
+def test_the_outer_bound_scales_never_exceed_the_ellipsoid() -> None:
+    # Metres per degree: meridian at the equator 110,574.27; parallel at 41° 84,137.…
+    _, equator_meridian = near_minimum_scales(-1.0, 1.0)
+    assert 110_574.0 < equator_meridian <= 110_574.27
+    parallel_41, meridian_40 = near_minimum_scales(40.0, 41.0)
+    assert 84_000 < parallel_41 < 84_200  # cos 41° · N(41°) · π/180
+    assert parallel_41 < near_scales(40.0, 41.0)[0]
+    assert 110_900 < meridian_40 < near_scales(40.0, 41.0)[1]
+    parallel_pole, _ = near_minimum_scales(80.0, 90.0)
+    assert 0.0 <= parallel_pole < 1e-6

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -166,21 +168,43 @@ def _near_candidates(query: GeoQuery, expand: Expander) -> ColumnElement[Any]:
     """Ids of the entities whose geoproperty is within ``maxDistance`` (ADR 0064).
 
     Read from the narrow ``entity_locations``: Points from an index-only scan of their
-    ``position`` in the search box, other geometries from their own GiST index. Each
-    candidate is tested with ``ST_DWithin`` on the spheroid unless :func:`_surely_within`
-    already proves it within the distance.
+    ``position`` in the search box, other geometries from their own GiST index. Around a
+    Point, two planar bounds decide most candidates (:class:`NearBounds`); only those
+    between them are tested with ``ST_DWithin`` on the spheroid.
     """
     located = entity_locations.c
     selects = located.name == expand(query.geoproperty)
-    # Once per execution, not per candidate: a generic plan (ADR 0065) does not fold it.
-    reference = select(func.geography(_reference(query))).scalar_subquery()
     distance = bound(query, _distance, Float())
     longitude = type_coerce(located.position, _COORDINATES)[0]
     latitude = type_coerce(located.position, _COORDINATES)[1]
     point = func.ST_SetSRID(func.ST_MakePoint(longitude, latitude), 4326)
-    within: Condition = func.ST_DWithin(func.geography(point), reference, distance)
     if query.geometry is GeometryType.POINT:
-        within = or_(_surely_within(query, longitude, latitude), within)
+        reference_longitude = bound(query, _point_longitude, Float())
+        reference_latitude = bound(query, _point_latitude, Float())
+        centre = func.ST_SetSRID(func.ST_MakePoint(reference_longitude, reference_latitude), 4326)
+        # Once per execution, not per candidate: a generic plan (ADR 0065) does not fold it.
+        reference = select(func.geography(centre)).scalar_subquery()
+        east_west = longitude - reference_longitude
+        north_south = latitude - reference_latitude
+
+        def planar(
+            x_scale: Callable[[GeoQuery], float], y_scale: Callable[[GeoQuery], float]
+        ) -> Condition:
+            return (
+                east_west * east_west * bound(query, x_scale, Float())
+                + north_south * north_south * bound(query, y_scale, Float())
+            ) <= literal(1.0, Float())
+
+        within: Condition = or_(
+            planar(_inner_x, _inner_y),
+            and_(
+                planar(_outer_x, _outer_y),
+                func.ST_DWithin(func.geography(point), reference, distance),
+            ),
+        )
+    else:
+        reference = select(func.geography(_reference(query))).scalar_subquery()
+        within = func.ST_DWithin(func.geography(point), reference, distance)
     west, south, east, north = _search_edges(query)  # one set of parameters for both
     box = func.box(func.point(west, south), func.point(east, north))
     points = select(located.entity_id).where(selects, located.position.op("<@")(box), within)
@@ -193,31 +217,29 @@ def _near_candidates(query: GeoQuery, expand: Expander) -> ColumnElement[Any]:
     return union_all(points, shapes).scalar_subquery()
 
 
-def _surely_within(
-    query: GeoQuery, longitude: ColumnElement[Any], latitude: ColumnElement[Any]
-) -> Condition:
-    """A cheap test that holds only for positions within the distance of the query's Point.
-
-    In the search box, the geodesic from the point to a position is no longer than the
-    path along which longitude and latitude change linearly, whose length is at most
-    ``sqrt((kx·Δlon)² + (ky·Δlat)²)`` with ``kx``/``ky`` the largest metres per degree of
-    longitude/latitude between the box's south and north edges (:func:`near_scales`).
-    Positions this bound puts inside the distance are inside it; the others (the ring near
-    the edge, the corners of the box) go to ``ST_DWithin``, so the result is the same.
-    """
-    east_west = longitude - bound(query, _point_longitude, Float())
-    north_south = latitude - bound(query, _point_latitude, Float())
-    return (
-        east_west * east_west * bound(query, _longitude_scale, Float())
-        + north_south * north_south * bound(query, _latitude_scale, Float())
-    ) <= bound(query, _surely_within_squared, Float())
-
-
 #: Semi-axis and first eccentricity squared of the WGS 84 ellipsoid.
 _WGS84_A = 6_378_137.0
 _WGS84_E2 = 6.694_379_990_14e-3
-#: Shrinks the bound's radius: far more than float rounding or PostGIS's geodesic error.
+#: Widens the bounds' margins: far more than float rounding or PostGIS's geodesic error.
 _SAFETY = 1e-6
+
+
+def _parallel(latitude: float) -> float:
+    """Metres per radian of longitude at ``latitude`` (degrees): ``N(φ)·cos φ``."""
+    sine = math.sin(math.radians(latitude))
+    return _WGS84_A * math.cos(math.radians(latitude)) / math.sqrt(1.0 - _WGS84_E2 * sine * sine)
+
+
+def _meridian(latitude: float) -> float:
+    """Metres per radian of latitude at ``latitude`` (degrees): ``M(φ)``."""
+    sine = math.sin(math.radians(latitude))
+    return _WGS84_A * (1.0 - _WGS84_E2) / math.pow(1.0 - _WGS84_E2 * sine * sine, 1.5)
+
+
+def _band(south: float, north: float) -> tuple[float, float]:
+    """The latitudes of a band nearest to and farthest from the equator (absolute values)."""
+    nearest = 0.0 if south <= 0.0 <= north else min(abs(south), abs(north))
+    return nearest, max(abs(south), abs(north))
 
 
 def near_scales(south: float, north: float) -> tuple[float, float]:
@@ -226,18 +248,75 @@ def near_scales(south: float, north: float) -> tuple[float, float]:
     A parallel's radius ``N(φ)·cos φ`` shrinks away from the equator; the meridian's radius
     of curvature ``M(φ)`` grows. Both are increased by :data:`_SAFETY`.
     """
-    nearest = 0.0 if south <= 0.0 <= north else min(abs(south), abs(north))
-    farthest = max(abs(south), abs(north))
+    nearest, farthest = _band(south, north)
     per_degree = math.pi / 180.0 * (1.0 + _SAFETY)
-    sin_nearest = math.sin(math.radians(nearest))
-    parallel = (
-        _WGS84_A
-        * math.cos(math.radians(nearest))
-        / math.sqrt(1.0 - _WGS84_E2 * sin_nearest * sin_nearest)
+    return _parallel(nearest) * per_degree, _meridian(farthest) * per_degree
+
+
+def near_minimum_scales(south: float, north: float) -> tuple[float, float]:
+    """The smallest metres per degree of longitude and of latitude between two latitudes.
+
+    The counterpart of :func:`near_scales`: the parallel at the latitude farthest from the
+    equator, the meridian at the nearest; both are decreased by :data:`_SAFETY`.
+    """
+    nearest, farthest = _band(south, north)
+    per_degree = math.pi / 180.0 * (1.0 - _SAFETY)
+    return max(0.0, _parallel(farthest)) * per_degree, _meridian(nearest) * per_degree
+
+
+@dataclass(frozen=True, slots=True)
+class NearBounds:
+    """Two planar bounds of a ``near;maxDistance`` query around a Point.
+
+    With ``dx``/``dy`` a position's longitude/latitude minus the point's (degrees):
+
+    - ``dx²·inner_x + dy²·inner_y <= 1`` proves the position within the distance. In the
+      box, the geodesic is no longer than the path along which longitude and latitude
+      change linearly, whose length is at most ``sqrt((kx·dx)² + (ky·dy)²)`` with ``kx``,
+      ``ky`` the largest metres per degree over the box's latitudes (:func:`near_scales`);
+      the distance is shrunk by :data:`_SAFETY`.
+    - ``dx²·outer_x + dy²·outer_y > 1`` proves it beyond the distance. A geodesic of length
+      at most ``d`` stays within ``d`` of the point, hence in the box's latitude band;
+      there ``ds² = M(φ)²dφ² + (N(φ)cos φ)²dλ² >= a²dφ² + b²dλ²`` with ``a``, ``b`` the
+      smallest scales over the band (:func:`near_minimum_scales`), so any path in it is at
+      least ``sqrt((a·dy)² + (b·dx)²)`` long. When the box spans every longitude (near a
+      pole, across the antimeridian) ``dx`` may wrap, and ``b`` is taken as 0. The
+      distance is raised by :data:`_SAFETY`.
+
+    Only the candidates between the bounds are left to ``ST_DWithin`` on the spheroid.
+    """
+
+    inner_x: float
+    inner_y: float
+    outer_x: float
+    outer_y: float
+
+
+#: The last query's bounds: a query's parameters derive from them four times.
+_last_bounds: tuple[GeoQuery, NearBounds] | None = None
+
+
+def near_bounds(query: GeoQuery) -> NearBounds:
+    """The :class:`NearBounds` of a ``near;maxDistance`` query around a Point."""
+    global _last_bounds
+    last = _last_bounds  # one read: another thread may replace it meanwhile
+    if last is not None and last[0] is query:
+        return last[1]
+    west, south, east, north = search_box(query)
+    x_max, y_max = near_scales(south, north)
+    x_min, y_min = near_minimum_scales(south, north)
+    if west == -180.0 and east == 180.0:
+        x_min = 0.0
+    inner = (_distance(query) * (1.0 - _SAFETY)) ** 2
+    outer = (_distance(query) * (1.0 + _SAFETY)) ** 2
+    bounds = NearBounds(
+        x_max * x_max / inner,
+        y_max * y_max / inner,
+        x_min * x_min / outer,
+        y_min * y_min / outer,
     )
-    sin_farthest = math.sin(math.radians(farthest))
-    meridian = _WGS84_A * (1.0 - _WGS84_E2) / (1.0 - _WGS84_E2 * sin_farthest**2) ** 1.5
-    return parallel * per_degree, meridian * per_degree
+    _last_bounds = (query, bounds)
+    return bounds
 
 
 def _point_longitude(query: GeoQuery) -> float:
@@ -248,18 +327,20 @@ def _point_latitude(query: GeoQuery) -> float:
     return float(query.coordinates[1])
 
 
-def _longitude_scale(query: GeoQuery) -> float:
-    _, south, _, north = search_box(query)
-    return near_scales(south, north)[0] ** 2
+def _inner_x(query: GeoQuery) -> float:
+    return near_bounds(query).inner_x
 
 
-def _latitude_scale(query: GeoQuery) -> float:
-    _, south, _, north = search_box(query)
-    return near_scales(south, north)[1] ** 2
+def _inner_y(query: GeoQuery) -> float:
+    return near_bounds(query).inner_y
 
 
-def _surely_within_squared(query: GeoQuery) -> float:
-    return (_distance(query) * (1.0 - _SAFETY)) ** 2
+def _outer_x(query: GeoQuery) -> float:
+    return near_bounds(query).outer_x
+
+
+def _outer_y(query: GeoQuery) -> float:
+    return near_bounds(query).outer_y
 
 
 def _distance(query: GeoQuery) -> float:
