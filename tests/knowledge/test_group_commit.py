@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import pytest
 
@@ -168,3 +170,123 @@ def test_a_caller_interrupted_while_queued_leaves_the_queue_and_the_others_go_on
     assert errors == {}
     group.submit("later")  # the lead was not lost
     assert recorder.batches[-1] == ["later"]
+
+
+# -- coroutine callers (ADR 0055) ----------------------------------------------------------
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """An event loop that counts the callbacks scheduled on it from other threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scheduled_from_threads = 0
+
+    def call_soon_threadsafe(self, *args: Any, **kwargs: Any) -> asyncio.Handle:
+        self.scheduled_from_threads += 1
+        return super().call_soon_threadsafe(*args, **kwargs)
+
+
+def run_on_loop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """:func:`wait_for` without blocking the loop (the callers being waited for run on it)."""
+    for _ in range(30_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the condition never held")
+
+
+class ThreadRecorder(Recorder):
+    """A :class:`Recorder` that also notes which thread applied each batch."""
+
+    def __init__(self, fail: Callable[[str], BaseException | None] = lambda item: None) -> None:
+        super().__init__(fail)
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, items: Sequence[str]) -> list[BaseException | None]:
+        self.threads.append(threading.current_thread())
+        return super().__call__(items)
+
+
+def test_coroutines_are_applied_together_off_their_loop_and_answered_after_the_batch() -> None:
+    recorder = ThreadRecorder(lambda item: ValueError(item) if item == "bad" else None)
+    group: GroupCommit[str] = GroupCommit(recorder)
+    loop = CountingLoop()
+
+    async def scenario() -> dict[str, BaseException | None]:
+        first = asyncio.ensure_future(group.submit_async("first"))
+        await eventually(recorder.first_started.is_set)
+        others = {item: asyncio.ensure_future(group.submit_async(item)) for item in "abc"}
+        others["bad"] = asyncio.ensure_future(group.submit_async("bad"))
+        await eventually(functools.partial(queued_up, group, 4))
+        assert not first.done()  # its batch is not applied yet: nobody is answered
+        recorder.release_first.set()
+        await first
+        outcomes: dict[str, BaseException | None] = {}
+        for item, task in others.items():
+            try:
+                await task
+                outcomes[item] = None
+            except ValueError as exc:
+                outcomes[item] = exc
+        return outcomes
+
+    outcomes = run_on_loop(loop, scenario())
+    group.close()
+    assert recorder.batches == [["first"], ["a", "b", "c", "bad"]]
+    assert [item for item, error in outcomes.items() if error is not None] == ["bad"]
+    assert str(outcomes["bad"]) == "bad"
+    # Applied by the group commit's thread, never by the loop's, and each batch's callers
+    # were answered with one callback on their loop.
+    assert {thread.name for thread in recorder.threads} == {"group-commit"}
+    assert threading.main_thread() not in recorder.threads
+    assert loop.scheduled_from_threads == 2
+
+
+def test_blocking_callers_and_coroutines_share_batches_and_pass_the_lead() -> None:
+    recorder = ThreadRecorder()
+    group: GroupCommit[str] = GroupCommit(recorder)
+    errors: dict[str, BaseException] = {}
+    threads = submit_in_threads(group, ["blocking-leader"], errors)
+    assert recorder.first_started.wait(30)
+    loop = CountingLoop()
+
+    async def scenario() -> None:
+        queued = asyncio.ensure_future(group.submit_async("coroutine"))
+        await eventually(functools.partial(queued_up, group, 1))
+        threads.extend(submit_in_threads(group, ["blocking-follower"], errors))
+        await eventually(functools.partial(queued_up, group, 2))
+        recorder.release_first.set()
+        await queued
+        # Nobody leads now; a coroutine alone is a batch of one, led by the thread.
+        await group.submit_async("alone")
+
+    run_on_loop(loop, scenario())
+    for thread in threads:
+        thread.join(30)
+    group.close()
+    assert recorder.batches == [
+        ["blocking-leader"], ["coroutine", "blocking-follower"], ["alone"]
+    ]  # fmt: skip
+    assert [thread.name for thread in recorder.threads[1:]] == ["group-commit"] * 2
+    assert errors == {}
+    group.submit("after")  # a blocking caller alone leads again itself
+    assert recorder.threads[-1] is threading.current_thread()
+
+
+def test_a_closed_group_commit_stops_its_thread_and_refuses_coroutines() -> None:
+    group: GroupCommit[str] = GroupCommit(lambda items: [None] * len(items))
+    run_on_loop(asyncio.new_event_loop(), group.submit_async("a"))
+    names = {thread.name for thread in threading.enumerate()}
+    assert "group-commit" in names
+    group.close()
+    assert "group-commit" not in {thread.name for thread in threading.enumerate()}
+    with pytest.raises(RuntimeError, match="closed"):
+        run_on_loop(asyncio.new_event_loop(), group.submit_async("b"))

@@ -16,6 +16,7 @@ Errors are :class:`KnowledgeError` subclasses carrying ``problem_type``, ``title
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -158,6 +159,7 @@ class KnowledgeService:
         return cls(KnowledgeStore.from_url(database_url, settings, pool_size=pool_size))
 
     def close(self) -> None:
+        self._partial_updates.close()
         self._store.close()
 
     @property
@@ -324,30 +326,91 @@ class KnowledgeService:
         scope: DataScope | None = None,
     ) -> None:
         """Partial update of one attribute (PATCH /entities/{id}/attrs/{attrId})."""
-        if not isinstance(partial, Mapping):
-            raise BadRequestDataError("a partial attribute must be a JSON object")
         access = self._access(scope)
-        # The fast path writes without the guarded writer: only for subjects who may write
-        # every type (their tenant is still checked).
-        if (access is None or access.writable is None) and partial_update.takes_fast_path(partial):
+        update = self._fast_partial_update(
+            tenant, entity_id, name, partial, entity_type, access, may_block=True
+        )
+        if update is not None:
             # The API's hot write: a few set-based statements per batch of concurrent
             # updates, one commit for the batch; returns once this update is committed.
-            tenant_name = validate_tenant(tenant)
-            if access is not None:
-                access.require_tenant(tenant_name)
-            update = partial_update.PartialUpdate.of(
-                schema=self._store.tenants.ensure(tenant_name),
-                tenant=tenant_name,
-                entity_id=validate_entity_id(entity_id),
-                name=name,
-                partial=partial,
-                entity_type=entity_type,
-            )
             self._partial_updates.submit(update)
             return
         with self._writing(tenant, access=access) as writer:
             writer.require_type(validate_entity_id(entity_id), entity_type)
             writer.patch_attribute(validate_entity_id(entity_id), name, partial)
+
+    async def patch_attribute_async(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        partial: Mapping[str, Any],
+        *,
+        entity_type: str | None = None,
+        scope: DataScope | None = None,
+    ) -> None:
+        """:meth:`patch_attribute` for a caller on an event loop, which it never blocks.
+
+        A fast-path update is queued from the loop and applied by the group commit's own
+        thread; the caller resumes once it is committed, with no thread-pool hop (ADR 0055).
+        What could touch the database from the caller's thread (the general path, a tenant
+        this process has not written yet) runs in a worker thread instead.
+        """
+        update = self._fast_partial_update(
+            tenant, entity_id, name, partial, entity_type, self._access(scope), may_block=False
+        )
+        if update is not None:
+            await self._partial_updates.submit_async(update)
+            return
+        await asyncio.to_thread(
+            self.patch_attribute,
+            tenant,
+            entity_id,
+            name,
+            partial,
+            entity_type=entity_type,
+            scope=scope,
+        )
+
+    def _fast_partial_update(
+        self,
+        tenant: str | None,
+        entity_id: str,
+        name: str,
+        partial: Mapping[str, Any],
+        entity_type: str | None,
+        access: DataAccess | None,
+        *,
+        may_block: bool,
+    ) -> partial_update.PartialUpdate | None:
+        """The update for the group commit (ADR 0052), or None for the general path.
+
+        Without ``may_block``, also None when the tenant's schema is not known yet (finding
+        or creating it is I/O).
+        """
+        if not isinstance(partial, Mapping):
+            raise BadRequestDataError("a partial attribute must be a JSON object")
+        # The fast path writes without the guarded writer: only for subjects who may write
+        # every type (their tenant is still checked).
+        if (access is not None and access.writable is not None) or not (
+            partial_update.takes_fast_path(partial)
+        ):
+            return None
+        tenant_name = validate_tenant(tenant)
+        if access is not None:
+            access.require_tenant(tenant_name)
+        tenants = self._store.tenants
+        schema = tenants.ensure(tenant_name) if may_block else tenants.known(tenant_name)
+        if schema is None:
+            return None
+        return partial_update.PartialUpdate.of(
+            schema=schema,
+            tenant=tenant_name,
+            entity_id=validate_entity_id(entity_id),
+            name=name,
+            partial=partial,
+            entity_type=entity_type,
+        )
 
     def replace_attribute(
         self,

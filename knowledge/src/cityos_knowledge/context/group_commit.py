@@ -1,21 +1,31 @@
 """Group commit: concurrent callers' writes applied together, one transaction for all.
 
-Callers (the API runs the synchronous facade in a thread pool) each :meth:`GroupCommit.submit`
-one item and block until it is applied. One of them at a time is the *leader*: it takes what
-is queued (at most ``max_batch`` items, never waiting for more), applies the batch, wakes
-every caller with its own outcome and hands the lead to the first caller still queued. A
-caller alone leads at once, so a lone write waits for nothing. Callers that arrive while a
-batch runs queue up and go together in the next one: the busier the writers, the larger the
-batches, and the fewer transactions, commits and ``NOTIFY``\\ s per write.
+Callers each submit one item and are answered once it is applied. One batch at a time is
+applied by the *leader*: it takes what is queued (at most ``max_batch`` items, never waiting
+for more), applies the batch, answers every caller with its own outcome and hands the lead
+on. A lone item waits for nothing. Items that arrive while a batch runs queue up and go
+together in the next one: the busier the writers, the larger the batches, and the fewer
+transactions, commits and ``NOTIFY``\\ s per write.
 
-The leader is always one of the callers (no background thread to start, stop or lose), and
-a caller returns only once the batch holding its item has been applied, i.e. committed.
-This module knows nothing of the database; :mod:`cityos_knowledge.context.partial_update`
-supplies the function that applies a batch (ADR 0052).
+Two kinds of callers share one queue (ADR 0052, ADR 0055):
+
+- :meth:`GroupCommit.submit`, for a thread that may block: it waits for its outcome and, when
+  the lead is handed to it (or nobody leads when it arrives), leads a batch itself;
+- :meth:`GroupCommit.submit_async`, for a coroutine on an event loop, which must not block:
+  its item is led by the group commit's own thread (started on first use), and the caller's
+  future is resolved after the commit, with one ``call_soon_threadsafe`` per event loop per
+  batch. The caller never leaves its loop: no thread-pool hop per write.
+
+The lead goes to the first item still queued: its thread if a blocking caller's, the group
+commit's thread otherwise. Either way a caller is answered only once the batch holding its
+item has been applied, i.e. committed. This module knows nothing of the database;
+:mod:`cityos_knowledge.context.partial_update` supplies the function that applies a batch.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,15 +36,29 @@ Item = TypeVar("Item")
 #: Applies a batch: one outcome per item, in order (None: applied; else the item's error).
 Apply = Callable[[Sequence[Item]], Sequence[BaseException | None]]
 
+#: An event loop's callers of one batch and their outcomes.
+_Answers = list[tuple["asyncio.Future[None]", BaseException | None]]
+
 
 class _Ticket(Generic[Item]):
-    """One caller's item, its outcome, and the event that wakes the caller."""
+    """One caller's item, its outcome, and how the caller is answered.
 
-    __slots__ = ("error", "finished", "item", "leads", "wake")
+    A blocking caller waits on ``wake``; a coroutine awaits ``future`` on ``loop``.
+    """
 
-    def __init__(self, item: Item) -> None:
+    __slots__ = ("error", "finished", "future", "item", "leads", "loop", "wake")
+
+    def __init__(
+        self,
+        item: Item,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[None] | None = None,
+    ) -> None:
         self.item = item
-        self.wake = threading.Event()
+        self.loop = loop
+        self.future = future
+        self.wake = threading.Event() if future is None else None
         #: Set (under the lock) when the lead is handed to this ticket's caller.
         self.leads = False
         self.finished = False
@@ -42,17 +66,26 @@ class _Ticket(Generic[Item]):
 
 
 class GroupCommit(Generic[Item]):
-    """Applies concurrently submitted items in batches, led by one of the submitters."""
+    """Applies concurrently submitted items in batches, one batch at a time."""
 
-    def __init__(self, apply: Apply[Item], *, max_batch: int = 64) -> None:
+    def __init__(
+        self, apply: Apply[Item], *, max_batch: int = 64, name: str = "group-commit"
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._apply = apply
         self._max_batch = max_batch
+        self._name = name
         self._lock = threading.Lock()
-        # Invariant: while the queue is not empty, some caller leads (or is being woken to).
+        # Invariant: while the queue is not empty, some caller or the thread leads (or is
+        # being woken to).
         self._queue: deque[_Ticket[Item]] = deque()
         self._leading = False
+        #: The group commit's own thread is to lead next (it is woken through ``_turn``).
+        self._thread_leads = False
+        self._turn = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
     @property
     def waiting(self) -> int:
@@ -63,6 +96,7 @@ class GroupCommit(Generic[Item]):
     def submit(self, item: Item) -> None:
         """Apply ``item`` together with whatever else is submitted meanwhile; raise its error."""
         ticket = _Ticket(item)
+        assert ticket.wake is not None
         try:
             with self._lock:
                 self._queue.append(ticket)
@@ -78,6 +112,52 @@ class GroupCommit(Generic[Item]):
             self._lead()
         if ticket.error is not None:
             raise ticket.error
+
+    async def submit_async(self, item: Item) -> None:
+        """:meth:`submit` for a coroutine: the item is applied by the group commit's thread
+        (or a blocking caller leading), and this returns once it is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        ticket = _Ticket(item, loop=loop, future=future)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the group commit is closed")
+            self._queue.append(ticket)
+            if not self._leading:
+                self._leading = True
+                self._give_turn_to_thread()
+        # A cancelled caller is not answered; its item is applied all the same (it may
+        # already be in a batch), as a request whose client went away.
+        await future
+
+    def close(self) -> None:
+        """Stop the group commit's thread once it has applied what is queued."""
+        with self._lock:
+            self._closed = True
+            self._turn.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _give_turn_to_thread(self) -> None:
+        """Make the group commit's thread lead next (with the lock held)."""
+        self._thread_leads = True
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run_thread, name=self._name, daemon=True)
+            self._thread.start()
+        else:
+            self._turn.notify()
+
+    def _run_thread(self) -> None:
+        while True:
+            with self._lock:
+                while not self._thread_leads:
+                    if self._closed:
+                        self._thread = None
+                        return
+                    self._turn.wait()
+                self._thread_leads = False
+            self._lead()
 
     def _lead(self) -> None:
         with self._lock:
@@ -96,22 +176,33 @@ class GroupCommit(Generic[Item]):
             self._finish(batch, outcomes)
 
     def _finish(self, batch: list[_Ticket[Item]], outcomes: Sequence[BaseException | None]) -> None:
+        answers: dict[asyncio.AbstractEventLoop, _Answers] = {}
         for ticket, outcome in zip(batch, outcomes, strict=True):
             ticket.error = outcome
             ticket.finished = True
+            if ticket.future is not None and ticket.loop is not None:
+                answers.setdefault(ticket.loop, []).append((ticket.future, outcome))
         for ticket in batch:
-            ticket.wake.set()
+            if ticket.wake is not None:
+                ticket.wake.set()
+        for loop, loop_answers in answers.items():
+            # A closed loop (RuntimeError) has nobody left to answer.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_answer, loop_answers)
         self._hand_over()
 
     def _hand_over(self) -> None:
-        """Wake the first caller still queued to lead, or note that nobody leads."""
+        """Pass the lead to the first item still queued, or note that nobody leads."""
         with self._lock:
             successor = self._queue[0] if self._queue else None
             self._leading = successor is not None
-            if successor is not None:
-                successor.leads = True
-        if successor is not None:
-            successor.wake.set()
+            if successor is None:
+                return
+            if successor.wake is None:  # a coroutine's item: the thread leads
+                self._give_turn_to_thread()
+                return
+            successor.leads = True
+        successor.wake.set()
 
     def _withdraw(self, ticket: _Ticket[Item]) -> None:
         """A caller interrupted while waiting (KeyboardInterrupt): its item leaves the queue
@@ -122,3 +213,14 @@ class GroupCommit(Generic[Item]):
             passed_on = ticket.leads and not ticket.finished
         if passed_on:
             self._hand_over()
+
+
+def _answer(answers: _Answers) -> None:
+    """On the callers' event loop: resolve each caller's future with its own outcome."""
+    for future, outcome in answers:
+        if future.done():  # the caller was cancelled
+            continue
+        if outcome is None:
+            future.set_result(None)
+        else:
+            future.set_exception(outcome)

@@ -317,7 +317,7 @@ class PartialUpdates:
     ) -> None:
         self._engine = engine
         self._partitions = partitions
-        self._group = GroupCommit(self.apply, max_batch=max_batch)
+        self._group = GroupCommit(self.apply, max_batch=max_batch, name="partial-updates")
 
     @property
     def waiting(self) -> int:
@@ -329,6 +329,14 @@ class PartialUpdates:
         absent, deleted, not of ``entity_type`` or has no such attribute instance;
         BadRequestData when the merged attribute is invalid."""
         self._group.submit(update)
+
+    async def submit_async(self, update: PartialUpdate) -> None:
+        """:meth:`submit` for a coroutine: applied by the group commit's thread (ADR 0055)."""
+        await self._group.submit_async(update)
+
+    def close(self) -> None:
+        """Stop the group commit's thread (what is queued is applied first)."""
+        self._group.close()
 
     def apply(self, updates: Sequence[PartialUpdate]) -> list[BaseException | None]:
         """Apply a batch in one transaction; each update's outcome (None: applied)."""

@@ -73,6 +73,10 @@ class TenantRegistry:
         self._known: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    def known(self, tenant: str) -> str | None:
+        """The schema of a tenant this process has already looked up, without any I/O."""
+        return self._known.get(tenant)
+
     def lookup(self, tenant: str | None) -> str:
         """The schema of an existing tenant (NonexistentTenant if absent; default always exists)."""
         name = validate_tenant(tenant)

@@ -144,10 +144,10 @@ def build(services: ApiServices) -> APIRouter:
         name = terms.expand(attrId)
         body = {k: v for k, v in document.body.items() if k != "@context"}
         fragment = Expander(terms, partial=True).attribute(body, attrId)
-        await run_in_threadpool(
-            lambda: facade_for(services, scope).patch_attribute(
-                tenant, entityId, name, fragment, entity_type=_expanded(terms, type)
-            )
+        # Awaited on the event loop: the facade's group commit applies it on its own
+        # thread, without a thread-pool hop per update (ADR 0055).
+        await facade_for(services, scope).patch_attribute_async(
+            tenant, entityId, name, fragment, entity_type=_expanded(terms, type)
         )
         return no_content()
 
