@@ -33,7 +33,7 @@ def test_db_upgrade_creates_the_shared_schema_and_records_the_history_layout(
     database_url: str,
 ) -> None:
     report = upgrade(database_url, [KnowledgeLayer()])
-    assert report == ["platform: empty -> 0001", "knowledge: empty -> k0003"]
+    assert report == ["platform: empty -> 0001", "knowledge: empty -> k0004"]
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT key, value FROM cityos_knowledge.store_settings ORDER BY key")
         settings = dict(cursor.fetchall())
@@ -223,7 +223,7 @@ def test_k0002_gives_existing_tenants_the_prefix_index_of_new_ones(knowledge_url
     assert "(name, value_text)" in old_definition
     assert old_version == 1
 
-    assert upgrade(knowledge_url, [KnowledgeLayer()])[-1] == "knowledge: k0001 -> k0003"
+    assert upgrade(knowledge_url, [KnowledgeLayer()])[-1] == "knowledge: k0001 -> k0004"
     store = KnowledgeStore.from_url(knowledge_url)
     store.tenants.ensure("city-new")
     store.close()
@@ -291,7 +291,7 @@ def test_k0003_gives_existing_tenants_the_locations_table_of_new_ones(knowledge_
     _write_location(store, "city-old", "urn:b", "POLYGON((0 0, 1 0, 1 1, 0 0))")  # no trigger
     store.close()
 
-    assert upgrade(knowledge_url, [KnowledgeLayer()])[-1] == "knowledge: k0002 -> k0003"
+    assert upgrade(knowledge_url, [KnowledgeLayer()])[-1] == "knowledge: k0002 -> k0004"
     store = KnowledgeStore.from_url(knowledge_url)
     _write_location(store, "city-old", "urn:c", "POINT(2.17 41.4)")  # the trigger again
     _write_location(store, "city-new", "urn:a", "POINT(-3.7 40.4)")
@@ -307,6 +307,38 @@ def test_k0003_gives_existing_tenants_the_locations_table_of_new_ones(knowledge_
         ("urn:c", "POINT(2.17 41.4)", "(2.17,41.4)"),
     ]
     assert new_rows == old_rows[:1]
+
+
+def test_k0004_keeps_the_pending_outbox_rows_and_drops_the_published_ones(
+    knowledge_url: str,
+) -> None:
+    [_, knowledge] = histories([KnowledgeLayer()])
+    command.downgrade(_config(knowledge, knowledge_url), "k0003")
+    envelope = '{"payload": {"n": %s}}'
+    with psycopg2.connect(knowledge_url) as connection, connection.cursor() as cursor:
+        for number, sent in ((1, True), (2, False), (3, True), (4, False)):
+            cursor.execute(
+                "INSERT INTO cityos_knowledge.outbox (id, tenant, topic, key, envelope, sent_at) "
+                "VALUES (%s, 't', 'topic', 'k', %s, CASE WHEN %s THEN now() END)",
+                (number, envelope % number, sent),
+            )
+    connection.close()
+
+    assert upgrade(knowledge_url, [KnowledgeLayer()])[-1] == "knowledge: k0003 -> k0004"
+    with psycopg2.connect(knowledge_url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT id, envelope FROM cityos_knowledge.outbox ORDER BY id")
+        rows = cursor.fetchall()
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'cityos_knowledge' AND table_name = 'outbox'"
+        )
+        columns = {row[0] for row in cursor.fetchall()}
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'outbox'")
+        indexes = {row[0] for row in cursor.fetchall()}
+    connection.close()
+    assert rows == [(2, {"payload": {"n": 2}}), (4, {"payload": {"n": 4}})]
+    assert "sent_at" not in columns
+    assert indexes == {"outbox_pkey"}
 
 
 def test_entity_locations_follow_the_geometries_of_attributes(

@@ -52,7 +52,7 @@ class KnowledgeLayer:
             store,
             context.bus,
             interval=settings.knowledge_relay_interval_seconds,
-            keep_hours=settings.knowledge_outbox_keep_hours,
+            coalesce=settings.knowledge_relay_coalesce_seconds,
         )
         retention = RetentionValue(
             repository=ConfigRepository(store.engine), refresh_seconds=RETENTION_REFRESH_SECONDS

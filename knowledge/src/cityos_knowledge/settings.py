@@ -41,8 +41,13 @@ class KnowledgeSettings(CityosSettings):
         description="Longest wait of the outbox relay between two looks at the outbox "
         "(it is woken at once by a NOTIFY from the writing transaction).",
     )
-    knowledge_outbox_keep_hours: float = Field(
-        default=24.0, ge=0, description="Sent outbox rows are deleted after this many hours."
+    knowledge_relay_coalesce_seconds: float = Field(
+        default=0.002,
+        ge=0,
+        le=0.05,
+        description="While events keep coming, the outbox relay waits this long after "
+        "publishing before it looks again, so that the events of several commits go out "
+        "together; the first event after a quiet spell goes out at once.",
     )
     knowledge_default_vocabulary: str = Field(
         default="https://uri.etsi.org/ngsi-ld/default-context/",

@@ -1,12 +1,18 @@
-"""The outbox relay: publishes committed outbox rows to the bus, then marks them sent.
+"""The outbox relay: publishes committed outbox rows to the bus, then deletes them.
 
 One relay per database is active at a time (a session advisory lock on its LISTEN
 connection), so events leave in outbox order and per-entity order holds on the bus. Others
 wait and take over when its connection goes away. The relay is woken by the NOTIFY the
-writing transaction sends at commit, and looks anyway every ``interval`` seconds.
+writing transaction sends at commit, and looks anyway every ``interval`` seconds. While
+busy (its last look found events) it lets ``coalesce`` seconds pass before the next look, so
+that the events of many commits go out in one transaction instead of one each; an event
+after a quiet spell goes out at once.
 
-Delivery is at least once: a crash between the bus confirming and the ``sent_at`` update
-committing publishes those rows again on restart. Consumers are idempotent.
+A look is one transaction: one statement deletes the oldest rows (``FOR UPDATE SKIP
+LOCKED``) and returns their envelopes as the text they are published as (never decoded in
+Python), the bus confirms them, the transaction commits (ADR 0067). Delivery is at least
+once: if the bus refuses, or the process dies before the commit, the rows come back and are
+published again. Consumers are idempotent.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import threading
 import time
 from typing import Any
 
-import orjson
 import psycopg2
 import psycopg2.extensions
 from prometheus_client import Counter
@@ -36,14 +41,12 @@ PUBLISHED = Counter("cityos_knowledge_outbox_published_total", "Outbox events pu
 #: Session advisory lock key naming the active relay of a database.
 LEADER_LOCK = "cityos_knowledge.outbox-relay"
 
-_PENDING = text(
-    "SELECT id, topic, key, envelope FROM cityos_knowledge.outbox "
-    "WHERE sent_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
-)
-_MARK_SENT = text("UPDATE cityos_knowledge.outbox SET sent_at = now() WHERE id = ANY(:ids)")
-_CLEAN = text(
-    "DELETE FROM cityos_knowledge.outbox "
-    "WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => :seconds)"
+# The oldest rows, deleted in the transaction that publishes them (it rolls back if the bus
+# refuses them). RETURNING gives no order: the relay sorts by id.
+_TAKE = text(
+    "DELETE FROM cityos_knowledge.outbox WHERE id IN ("
+    "SELECT id FROM cityos_knowledge.outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+    ") RETURNING id, topic, key, envelope::text AS envelope"
 )
 
 
@@ -58,17 +61,16 @@ class OutboxRelay(ThreadService):
         bus: Bus,
         *,
         interval: float = 1.0,
-        keep_hours: float = 24.0,
+        coalesce: float = 0.002,
         batch: int = 500,
     ) -> None:
         super().__init__()
         self._store = store
         self._bus = bus
         self._interval = interval
-        self._keep_seconds = keep_hours * 3600
+        self._coalesce = coalesce
         self._batch = batch
         self._wake = threading.Event()
-        self._last_clean = 0.0
         self.leader = False
 
     def _stopping(self) -> None:
@@ -83,22 +85,18 @@ class OutboxRelay(ThreadService):
         total = 0
         while True:
             with self._store.engine.begin() as connection:
-                rows = connection.execute(_PENDING, {"limit": self._batch}).all()
+                rows = sorted(connection.execute(_TAKE, {"limit": self._batch}).all())
                 if not rows:
                     return total
+                # Confirmed by the bus before the deletion commits: a refusal raises, and
+                # the rows stay for the next look.
                 self._bus.publish(
-                    [Record(row.topic, row.key, orjson.dumps(row.envelope)) for row in rows]
+                    [Record(row.topic, row.key, row.envelope.encode()) for row in rows]
                 )
-                connection.execute(_MARK_SENT, {"ids": [row.id for row in rows]})
             PUBLISHED.inc(len(rows))
             total += len(rows)
             if len(rows) < self._batch:
                 return total
-
-    def clean(self) -> int:
-        """Delete sent rows older than the keep period; return how many."""
-        with self._store.engine.begin() as connection:
-            return int(connection.execute(_CLEAN, {"seconds": self._keep_seconds}).rowcount)
 
     def _run(self) -> None:
         backoff = self._interval
@@ -139,10 +137,9 @@ class OutboxRelay(ThreadService):
                     continue
                 logger.info("outbox relay active")
             self._wake.clear()
-            self.relay_once()
-            if time.monotonic() - self._last_clean > 600:
-                self._last_clean = time.monotonic()
-                self.clean()
+            if self.relay_once() and self._coalesce > 0:
+                # Busy: let the next commits' events gather (their NOTIFYs are read below).
+                self._stop.wait(self._coalesce)
             self._wait(listener)
 
     def _wait(self, listener: Any) -> None:

@@ -113,7 +113,8 @@ in ``/ready``, ``toolkit`` = ``on`` or ``off``).
 ``outbox`` — events written in the same transaction as the change they describe, published
 by the relay after the commit: ``id`` bigserial (publication order), ``tenant``, ``topic``,
 ``key`` (the bus key, the entity id), ``envelope`` jsonb (the encoded envelope),
-``created_at``, ``sent_at`` (NULL until the bus confirmed it).
+``created_at``. Every row is an event not yet published: the relay deletes rows in the
+transaction that publishes them (ADR 0067).
 """
 
 from __future__ import annotations
@@ -414,6 +415,4 @@ outbox = Table(
     Column("key", Text, nullable=False),
     Column("envelope", JSONB, nullable=False),
     Column("created_at", _timestamp(), nullable=False, server_default=func.now()),
-    Column("sent_at", _timestamp(), nullable=True),
-    Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
 )

@@ -1,0 +1,121 @@
+"""The outbox relay on a real PostgreSQL: what it publishes leaves the outbox (ADR 0067).
+
+Published rows are deleted in the transaction that publishes them, so a bus that refuses a
+batch leaves every row in place for the next look (at least once), and a busy relay sends
+the events of several commits together.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+import pytest
+from sqlalchemy import select
+
+from cityos_kernel.bus import MemoryBus, Record
+from cityos_kernel.events.payloads import EntityChangedV1
+from cityos_kernel.events.topics import ENTITIES_CHANGED
+from cityos_knowledge.outbox.relay import OutboxRelay
+from cityos_knowledge.outbox.writer import EntityChange, append_changes
+from cityos_knowledge.store.database import KnowledgeStore
+from cityos_knowledge.store.tables import outbox
+
+pytestmark = pytest.mark.postgres
+
+
+class RecordingBus(MemoryBus):
+    """The in-memory bus, refusing batches on demand and remembering the batches it took."""
+
+    def __init__(self) -> None:
+        super().__init__(partitions=3)
+        self.refuse = False
+        self.batches: list[int] = []
+        self._batches_lock = threading.Lock()
+
+    def publish(self, records: Sequence[Record]) -> None:
+        if self.refuse:
+            raise ConnectionError("the bus is unreachable")
+        super().publish(records)
+        with self._batches_lock:
+            self.batches.append(len(records))
+
+
+@pytest.fixture
+def bus() -> Iterator[RecordingBus]:
+    adapter = RecordingBus()
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+def write_change(store: KnowledgeStore, entity_id: str) -> None:
+    """One committed transaction writing one change event."""
+    payload = EntityChangedV1(entity_id=entity_id, entity_types=["T"], change="updated")
+    with store.engine.begin() as connection:
+        append_changes(connection, [EntityChange("tenant-a", payload)])
+
+
+def pending_ids(store: KnowledgeStore) -> list[int]:
+    with store.engine.connect() as connection:
+        return list(connection.execute(select(outbox.c.id).order_by(outbox.c.id)).scalars())
+
+
+def test_published_rows_leave_the_outbox_and_refused_ones_stay_for_the_next_look(
+    bus: RecordingBus, knowledge_store: KnowledgeStore
+) -> None:
+    listener = bus.subscribe("test-listener", [ENTITIES_CHANGED.name])
+    for number in range(3):
+        write_change(knowledge_store, f"urn:ngsi-ld:T:{number}")
+    written = pending_ids(knowledge_store)
+    relay = OutboxRelay(knowledge_store, bus)
+
+    bus.refuse = True
+    with pytest.raises(ConnectionError):
+        relay.relay_once()
+    assert pending_ids(knowledge_store) == written
+    assert listener.poll(10, timeout=0.1) == []
+
+    bus.refuse = False
+    assert relay.relay_once() == 3
+    assert pending_ids(knowledge_store) == []
+    deliveries = listener.poll(10, timeout=0.5)
+    events = [ENTITIES_CHANGED.decode(delivery.value) for delivery in deliveries]
+    assert sorted(event.payload.entity_id for event in events) == [
+        f"urn:ngsi-ld:T:{number}" for number in range(3)
+    ]
+    assert all(event.tenant == "tenant-a" for event in events)
+    assert relay.relay_once() == 0
+
+
+def test_a_busy_relay_sends_the_events_of_several_commits_together(
+    bus: RecordingBus, knowledge_store: KnowledgeStore
+) -> None:
+    listener = bus.subscribe("test-listener", [ENTITIES_CHANGED.name])
+    # A long coalescing wait, so that the test's two commits surely fall inside it.
+    relay = OutboxRelay(knowledge_store, bus, interval=30.0, coalesce=2.0)
+    relay.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not relay.leader and time.monotonic() < deadline:
+            time.sleep(0.01)
+        write_change(knowledge_store, "urn:ngsi-ld:T:first")
+        received = listener.poll(10, timeout=5)
+        assert [delivery.key for delivery in received] == ["urn:ngsi-ld:T:first"]
+        # The relay is busy now: two commits apart from each other go out as one batch.
+        write_change(knowledge_store, "urn:ngsi-ld:T:second")
+        time.sleep(0.1)
+        write_change(knowledge_store, "urn:ngsi-ld:T:third")
+        while len(received) < 3 and time.monotonic() < deadline:
+            received.extend(listener.poll(10, timeout=0.2))
+    finally:
+        relay.stop()
+    assert sorted(str(delivery.key) for delivery in received) == [
+        "urn:ngsi-ld:T:first",
+        "urn:ngsi-ld:T:second",
+        "urn:ngsi-ld:T:third",
+    ]
+    assert bus.batches == [1, 2]
+    assert pending_ids(knowledge_store) == []
