@@ -70,6 +70,28 @@ def test_another_context_gets_its_own_statement(city: City) -> None:
     assert _ids(city, cache, {"q": "pollution>50"}) == []
 
 
+def test_another_context_gets_its_own_prepared_statement(city: City) -> None:
+    # The shape's constants (expanded names) are written into the prepared text: the same
+    # SQL under another @context must not run the statement prepared for the first one.
+    cache = StatementCache(city.engine.dialect, check=True)
+
+    def other_context(term: str) -> str:  # "pollution" means NO2 in this one
+        return VOCAB + ("NO2" if term == "pollution" else term)
+
+    near = {"georel": "near;maxDistance==100", "geometry": "Point", "q": "pollution>40"}
+    query = parse_entity_query({**near, "coordinates": "[-3.7038,40.4168]"})
+    with city.engine.connect() as raw:  # one DBAPI connection for both
+        connection = bind_schema(raw, city.schema)
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.commit()
+        for how, expected in ((expand, []), (other_context, [AIR_SOL]), (expand, [])):
+            rows = run_query(connection, cache, "ids", query, how, _page)
+            assert [row[0] for row in rows] == expected
+        assert len(_prepared(connection)) == 2
+        connection.exec_driver_sql("DEALLOCATE ALL")  # the pool's connection, for later tests
+        connection.commit()
+
+
 def test_a_builder_reading_a_value_directly_is_caught_by_the_check(city: City) -> None:
     cache = StatementCache(city.engine.dialect, check=True)
 

@@ -37,11 +37,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+import psycopg2.extensions
 from sqlalchemy import Connection, Dialect, bindparam, literal
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
@@ -210,11 +211,24 @@ def bound(
 
 
 @dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A compiled statement as a server-side prepared statement (ADR 0065)."""
+
+    name: str
+    prepare: str
+    execute: str
+    #: The derived parameters, in ``$n`` order (constants are written into ``prepare``).
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _Compiled:
     sql: str
     constants: dict[str, Any]
     derivations: tuple[tuple[str, int, Callable[[Any], Any], Callable[[Any], Any] | None], ...]
     expansions: tuple[tuple[str, str], ...]
+    #: Its :class:`_Prepared` form once made (by the first connection that prepares it).
+    prepared: list[_Prepared] = field(default_factory=list, compare=False)
 
     def fits(self, expand: Expander) -> bool:
         return all(expand(term) == iri for term, iri in self.expansions)
@@ -256,6 +270,18 @@ class StatementCache:
 
         ``build`` must use the query and the ``expand`` it is given (the latter is recorded).
         """
+        found = self.lookup(variant, schema, query, expand, build)
+        return None if found is None else (found[0].sql, found[1])
+
+    def lookup(
+        self,
+        variant: Hashable,
+        schema: str,
+        query: EntityQuery,
+        expand: Expander,
+        build: Builder,
+    ) -> tuple[_Compiled, dict[str, Any]] | None:
+        """As :meth:`sql`, with the compiled statement itself (for its prepared form)."""
         try:
             split = _split(query)
         except _UnshapeableError:
@@ -269,10 +295,10 @@ class StatementCache:
             return None
         for compiled in known:
             if compiled.fits(expand):
-                found = compiled.sql, compiled.parameters(split.leaves)
+                parameters = compiled.parameters(split.leaves)
                 if self.check:
-                    self._verify(found, schema, query, expand, build)
-                return found
+                    self._verify((compiled.sql, parameters), schema, query, expand, build)
+                return compiled, parameters
         compiled_now = self._compile(split, schema, query, expand, build)
         with self._lock:
             if compiled_now is None:
@@ -283,7 +309,7 @@ class StatementCache:
                 self._entries.popitem(last=False)
         if compiled_now is None:
             return None
-        return compiled_now.sql, compiled_now.parameters(split.leaves)
+        return compiled_now, compiled_now.parameters(split.leaves)
 
     def _compile(
         self, split: _Split, schema: str, query: EntityQuery, expand: Expander, build: Builder
@@ -368,7 +394,7 @@ def run_query(
     no BEGIN and COMMIT round trips). Others run through SQLAlchemy as usual.
     """
     schema = connection.get_execution_options()["schema_translate_map"][None]
-    found = cache.sql(variant, schema, query, expand, build)
+    found = cache.lookup(variant, schema, query, expand, build)
     if found is None:
         statement: Any = build(query, expand)
         return connection.execute(statement).all()
@@ -397,53 +423,78 @@ _GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
 _NOT_PREPARED = "26000"
 
 
-@functools.lru_cache(maxsize=1024)
-def _positional(sql: str) -> tuple[str, str, str, tuple[str, ...]]:
-    """Name, ``PREPARE`` and ``EXECUTE`` texts and parameter order of a compiled statement."""
+#: A parameter placeholder or an escaped ``%`` in SQLAlchemy's compiled text.
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+
+
+def _prepared_form(compiled: _Compiled, cursor: Any) -> _Prepared:
+    """``compiled`` as ``PREPARE``/``EXECUTE`` texts, made once per compiled statement.
+
+    The shape's constants (expanded names, kinds, SRIDs…) are written into the prepared
+    text as literals, quoted by psycopg2 exactly as it quotes them as parameters (it
+    interpolates every parameter into the statement text on the client anyway): each
+    ``EXECUTE`` then sends, and PostgreSQL parses, only the query's values. The name is a
+    hash of the text with its constants, so another ``@context``'s statement of the same
+    shape (other expanded names) is prepared under its own name.
+    """
+    if compiled.prepared:
+        return compiled.prepared[0]
     names: list[str] = []
+    constants = compiled.constants
 
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        if name in constants:
+            quoted: bytes = cursor.mogrify("%s", (constants[name],))
+            return quoted.decode(psycopg2.extensions.encodings[cursor.connection.encoding])
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
 
-    positional = _PARAMETER.sub(number, sql).replace("%%", "%")
-    name = "cityos_q_" + hashlib.blake2b(sql.encode(), digest_size=12).hexdigest()
+    positional = _PLACEHOLDER.sub(replace, compiled.sql)
+    name = "cityos_q_" + hashlib.blake2b(positional.encode(), digest_size=12).hexdigest()
     arguments = f" ({', '.join(['%s'] * len(names))})" if names else ""
-    return name, f"PREPARE {name} AS {positional}", f"EXECUTE {name}{arguments}", tuple(names)
+    form = _Prepared(
+        name, f"PREPARE {name} AS {positional}", f"EXECUTE {name}{arguments}", tuple(names)
+    )
+    compiled.prepared[:] = [form]
+    return form
 
 
 def _execute_prepared(
-    connection: Connection, cursor: Any, sql: str, parameters: dict[str, Any]
+    connection: Connection, cursor: Any, compiled: _Compiled, parameters: dict[str, Any]
 ) -> None:
-    """Run ``sql`` as a prepared statement of this connection (prepared on first use)."""
-    name, prepare, execute, names = _positional(sql)
+    """Run ``compiled`` as a prepared statement of this connection (prepared on first use)."""
+    form = _prepared_form(compiled, cursor)
     prepared: set[str] = connection.connection.info.setdefault(_PREPARED, set())
-    if name not in prepared:
+    if form.name not in prepared:
         if not prepared:
             cursor.execute(_GENERIC_PLANS)
         try:
-            cursor.execute(prepare)
+            cursor.execute(form.prepare)
         except connection.dialect.loaded_dbapi.Error as error:
             if getattr(error, "pgcode", None) is None:  # not PostgreSQL's answer: lost?
                 raise
-            _UNPREPARABLE.add(sql)
-            cursor.execute(sql, parameters)
+            _UNPREPARABLE.add(compiled.sql)
+            cursor.execute(compiled.sql, parameters)
             return
-        prepared.add(name)
-    values = [parameters[parameter] for parameter in names]
+        prepared.add(form.name)
+    values = [parameters[parameter] for parameter in form.names]
     try:
-        cursor.execute(execute, values)
+        cursor.execute(form.execute, values)
     except connection.dialect.loaded_dbapi.Error as error:
         if getattr(error, "pgcode", None) != _NOT_PREPARED:
             raise
-        cursor.execute(prepare)
-        cursor.execute(execute, values)
+        cursor.execute(form.prepare)
+        cursor.execute(form.execute, values)
 
 
 def _fetch_all(
-    connection: Connection, sql: str, parameters: dict[str, Any], *, prepare: bool = False
+    connection: Connection, compiled: _Compiled, parameters: dict[str, Any], *, prepare: bool
 ) -> list[Any]:
+    sql = compiled.sql
     dialect = connection.dialect
     dbapi_connection: Any = connection.connection.dbapi_connection
     alone = not connection.in_transaction()
@@ -455,7 +506,7 @@ def _fetch_all(
         with dbapi_connection.cursor() as cursor:
             if prepare and alone and sql not in _UNPREPARABLE:
                 # Only in autocommit: a refused PREPARE must not abort a transaction.
-                _execute_prepared(connection, cursor, sql, parameters)
+                _execute_prepared(connection, cursor, compiled, parameters)
             else:
                 cursor.execute(sql, parameters)
             return list(cursor.fetchall())
