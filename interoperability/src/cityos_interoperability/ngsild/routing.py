@@ -31,6 +31,7 @@ from cityos_interoperability.ngsild.errors import (
     error_for_status,
     problem_response,
 )
+from cityos_interoperability.ngsild.solver import planned_handler
 from cityos_interoperability.ngsild.tenant import TENANT_HEADER
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class NgsiLdRoute(APIRoute):
 
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     translate_domain_error: DomainErrorTranslator = staticmethod(_no_domain_errors)
+    #: Solve parameters and dependencies from a plan made once (:mod:`.solver`, ADR 0056).
+    solve_by_plan: bool = True
+    planned: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -66,6 +70,11 @@ class NgsiLdRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if self.solve_by_plan:
+            fastapi_handler = handler
+            handler = planned_handler(self, fastapi_handler)
+            #: Whether this route's requests are solved by a plan (else by FastAPI).
+            self.planned = handler is not fastapi_handler
 
         async def handle(request: Request) -> Response:
             response = await answer(request)

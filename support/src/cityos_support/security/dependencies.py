@@ -19,8 +19,10 @@ SQL filters and ``principal.tenant`` for the tenant the request addressed.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Protocol
 
 from fastapi import Depends, HTTPException, Request, status
@@ -99,10 +101,12 @@ class DenyAllAuthorizer:
 
 
 PermissionDependency = Callable[[Request], Awaitable[Principal]]
-WriteAuditingDependency = Callable[[Request], AsyncIterator[Principal]]
 
 #: Methods whose requests are writes: each one is an audit event (when the authorizer audits).
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+#: Where FastAPI keeps a request's exit stack (closed once the response is sent).
+_REQUEST_EXIT_STACK = "fastapi_inner_astack"
 
 
 class WriteRecorder(Protocol):
@@ -114,13 +118,18 @@ class WriteRecorder(Protocol):
 
 
 @functools.cache
-def require(permission: str) -> WriteAuditingDependency:
+def require(permission: str) -> PermissionDependency:
     """A FastAPI dependency that lets the request through only with ``permission``.
 
     When the authorizer records writes, a POST/PUT/PATCH/DELETE that passed is an audit
     event once the route has finished: ``success``, or ``failure`` when it answered an error
     status (:mod:`.write_audit`; without that middleware: when the route raised).
     Layers may emit richer events of their own (the entity changed, the rule edited).
+
+    A plain coroutine, not a generator dependency (each request would pay FastAPI's context
+    manager machinery for it): the middleware audits after the response; without it, the
+    audit is an exit callback on the request's exit stack, which FastAPI closes after the
+    route, with the route's exception if it raised one. No stack there: refused (503).
 
     One dependency per permission name (cached), so a route that also asks for the
     caller's :func:`data_scope` is authorized once per request: FastAPI reuses the value
@@ -129,7 +138,7 @@ def require(permission: str) -> WriteAuditingDependency:
     if not permission or permission == PUBLIC:
         raise ValueError("require() needs a real permission name; use public() for open routes")
 
-    async def check_permission(request: Request) -> AsyncIterator[Principal]:
+    async def check_permission(request: Request) -> Principal:
         authorizer: Authorizer | None = getattr(request.app.state, "authorizer", None)
         if authorizer is None:
             raise HTTPException(
@@ -139,22 +148,55 @@ def require(permission: str) -> WriteAuditingDependency:
         principal = await authorizer.authorize(request, permission)
         recorder = getattr(authorizer, "record_write", None)
         if recorder is None or request.method not in WRITE_METHODS:
-            yield principal
-            return
+            return principal
         if getattr(request.state, DEFERRED, False):
             # The runtime's middleware audits it with the status actually answered.
             setattr(request.state, PENDING, (principal, permission))
-            yield principal
-            return
-        try:
-            yield principal
-        except Exception:
-            await recorder(request, principal, permission, outcome="failure")
-            raise
-        await recorder(request, principal, permission, outcome="success")
+            return principal
+        stack = request.scope.get(_REQUEST_EXIT_STACK)
+        if not isinstance(stack, AsyncExitStack):
+            raise HTTPException(
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail="this write cannot be audited here; refusing",
+            )
+        stack.push_async_exit(_WriteAudited(recorder, request, principal, permission))
+        return principal
 
     check_permission.cityos_permission = permission  # type: ignore[attr-defined]
     return check_permission
+
+
+class _WriteAudited:
+    """Exit callback: records the write once the route finished (``failure`` if it raised)."""
+
+    __slots__ = ("permission", "principal", "recorder", "request")
+
+    def __init__(
+        self,
+        recorder: Callable[..., Awaitable[None]],
+        request: Request,
+        principal: Principal,
+        permission: str,
+    ) -> None:
+        self.recorder = recorder
+        self.request = request
+        self.principal = principal
+        self.permission = permission
+
+    async def __call__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            outcome = "success"
+        elif isinstance(exc, Exception):
+            outcome = "failure"
+        else:  # cancelled, interrupted: nothing was answered
+            return False
+        await self.recorder(self.request, self.principal, self.permission, outcome=outcome)
+        return False  # never swallows the route's exception
 
 
 @functools.cache
