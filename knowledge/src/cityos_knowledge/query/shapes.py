@@ -265,23 +265,12 @@ class StatementCache:
         query: EntityQuery,
         expand: Expander,
         build: Builder,
-    ) -> tuple[str, dict[str, Any]] | None:
-        """The SQL text and parameters of ``build(query, expand)``; None when not cacheable.
+    ) -> tuple[_Compiled, dict[str, Any]] | None:
+        """The compiled statement of ``build(query, expand)`` (its SQL text is ``.sql``) and
+        the query's parameters; None when not cacheable.
 
         ``build`` must use the query and the ``expand`` it is given (the latter is recorded).
         """
-        found = self.lookup(variant, schema, query, expand, build)
-        return None if found is None else (found[0].sql, found[1])
-
-    def lookup(
-        self,
-        variant: Hashable,
-        schema: str,
-        query: EntityQuery,
-        expand: Expander,
-        build: Builder,
-    ) -> tuple[_Compiled, dict[str, Any]] | None:
-        """As :meth:`sql`, with the compiled statement itself (for its prepared form)."""
         try:
             split = _split(query)
         except _UnshapeableError:
@@ -394,7 +383,7 @@ def run_query(
     no BEGIN and COMMIT round trips). Others run through SQLAlchemy as usual.
     """
     schema = connection.get_execution_options()["schema_translate_map"][None]
-    found = cache.lookup(variant, schema, query, expand, build)
+    found = cache.sql(variant, schema, query, expand, build)
     if found is None:
         statement: Any = build(query, expand)
         return connection.execute(statement).all()
