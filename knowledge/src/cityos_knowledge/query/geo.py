@@ -12,6 +12,7 @@ are closed with four positions or more). The target is the entity's ``geopropert
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 import re
@@ -78,24 +79,34 @@ def parse_geo_query(
     geoproperty: str | None = None,
 ) -> GeoQuery | None:
     """Parse the geo-query parameters; ``None`` when none of them is given."""
-    given = {"georel": georel, "geometry": geometry, "coordinates": coordinates}
-    if all(value is None for value in given.values()):
-        if geoproperty is not None:
-            raise InvalidQueryError("geoproperty", "needs georel, geometry and coordinates")
-        return None
-    missing = [name for name, value in given.items() if value is None]
-    if missing:
+    if georel is None or geometry is None or coordinates is None:
+        given = {"georel": georel, "geometry": geometry, "coordinates": coordinates}
+        if all(value is None for value in given.values()):
+            if geoproperty is not None:
+                raise InvalidQueryError("geoproperty", "needs georel, geometry and coordinates")
+            return None
+        missing = [name for name, value in given.items() if value is None]
         raise InvalidQueryError(
             "geo-query",
             "georel, geometry and coordinates go together; missing " + ", ".join(missing),
         )
-    relation, max_distance, min_distance = _parse_georel(str(georel))
-    geometry_type = _parse_geometry(str(geometry))
-    parsed = parse_coordinates(geometry_type, str(coordinates))
+    relation, max_distance, min_distance = _parse_georel_text(georel)
+    geometry_type = _parse_geometry(geometry)
+    parsed = parse_coordinates(geometry_type, coordinates)
     target = DEFAULT_GEOPROPERTY if geoproperty is None else geoproperty
-    if not _GEOPROPERTY.fullmatch(target):
+    if target is not DEFAULT_GEOPROPERTY and not _GEOPROPERTY.fullmatch(target):
         raise InvalidQueryError("geoproperty", f"{target!r} is not an attribute name")
     return GeoQuery(relation, geometry_type, parsed, target, max_distance, min_distance)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_georel_cached(text: str) -> tuple[GeoRelation, float | None, float | None]:
+    return _parse_georel(text)
+
+
+def _parse_georel_text(text: str) -> tuple[GeoRelation, float | None, float | None]:
+    """:func:`_parse_georel`, its results kept by text (a handful of distinct values)."""
+    return _parse_georel_cached(text) if len(text) <= 64 else _parse_georel(text)
 
 
 def _parse_georel(text: str) -> tuple[GeoRelation, float | None, float | None]:
@@ -147,7 +158,7 @@ def parse_coordinates(geometry: GeometryType, text: str) -> Any:
     if len(text) > MAX_COORDINATES_LENGTH:
         raise InvalidQueryError("coordinates", f"longer than {MAX_COORDINATES_LENGTH} characters")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _COORDINATES_DECODER.decode(text)
     except ValueError as exc:
         raise InvalidQueryError("coordinates", f"not a JSON array ({exc})") from None
     validate = _VALIDATORS[geometry]
@@ -157,6 +168,10 @@ def parse_coordinates(geometry: GeometryType, text: str) -> Any:
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
+
+
+#: ``json.loads(text, parse_constant=…)`` without building a decoder per call.
+_COORDINATES_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 _Validator = Callable[[Any, str], None]
