@@ -15,8 +15,9 @@ Madrid). Then, from a single client, it measures one page (limit 20, ordered by 
 (a) through the facade, as the API calls it: parse the parameters, then
     ``KnowledgeService.query_entities`` (pooled connection, SQL compiled once per query
     shape and run with its values bound, autocommit, serial plans set per connection; a
-    bounded ``near`` query reads ``entity_locations`` (ADR 0064) and runs as a prepared
-    statement with a generic plan, ADR 0065);
+    bounded ``near`` query reads ``entity_locations`` with two planar bounds before the
+    spheroid (ADR 0064) and runs as a prepared statement with a generic plan and the
+    shape's constants inlined, ADR 0065; documents decoded with orjson, ADR 0063);
 (b) the same statement hand-written in SQL (``PREPARE_SQL``: keep it the facade's statement
     when that one changes), prepared once with a generic plan, run with a psycopg2 cursor
     whose documents are decoded as the facade's are: the floor, without any Python query
@@ -186,7 +187,7 @@ WHERE e.deleted_at IS NULL AND e.types @> $1
           AND g.geometry && ST_MakeEnvelope($5, $6, $7, $8, 4326)
           AND ST_DWithin(geography(g.geometry),
                          (SELECT geography(ST_SetSRID(ST_MakePoint($9, $10), 4326))), $15)))
-ORDER BY e.id LIMIT 20
+ORDER BY e.id LIMIT 20 OFFSET 0
 """
 EXECUTE_SQL = "EXECUTE hand_written (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
