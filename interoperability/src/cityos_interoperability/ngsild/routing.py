@@ -121,6 +121,8 @@ class NgsiLdRoute(APIRoute):
                 raise PayloadTooLargeError(
                     f"the request body has {size} bytes; the limit is {self.max_request_bytes}"
                 )
+        if not request.scope.get("query_string"):
+            return
         unknown = sorted(set(request.query_params) - self.allowed_query)
         if unknown:
             raise InvalidRequestError(f"unknown query parameter(s): {', '.join(unknown)}")

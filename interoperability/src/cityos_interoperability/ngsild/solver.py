@@ -75,7 +75,10 @@ class _Parameter:
                 return
             field_info: FieldInfo = self.field.field_info
             if not field_info.is_required() and not field_info.validate_default:
-                values[self.field.name] = copy.deepcopy(self.field.default)
+                default = self.field.default
+                # FastAPI deep-copies the default; a copy of an immutable one is itself.
+                immutable = default is None or isinstance(default, str | int | float)
+                values[self.field.name] = default if immutable else copy.deepcopy(default)
                 return
         found, found_errors = request_params_to_args([self.field], received)
         values.update(found)
