@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from cityos_kernel.bus import MemoryBus, Record
 from cityos_kernel.events.payloads import EntityChangedV1
@@ -119,3 +119,32 @@ def test_a_busy_relay_sends_the_events_of_several_commits_together(
     ]
     assert bus.batches == [1, 2]
     assert pending_ids(knowledge_store) == []
+
+
+def test_the_active_relay_vacuums_the_outbox_after_deleting_enough_rows(
+    bus: RecordingBus, knowledge_store: KnowledgeStore
+) -> None:
+    listener = bus.subscribe("test-listener", [ENTITIES_CHANGED.name])
+    relay = OutboxRelay(knowledge_store, bus, interval=0.1, coalesce=0.0, vacuum_every=5)
+    relay.start()
+    try:
+        for number in range(6):
+            write_change(knowledge_store, f"urn:ngsi-ld:T:{number}")
+        received: list[object] = []
+        deadline = time.monotonic() + 10
+        while len(received) < 6 and time.monotonic() < deadline:
+            received.extend(listener.poll(10, timeout=0.2))
+        vacuums = 0
+        while vacuums == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)  # PostgreSQL publishes its table statistics about once a second
+            with knowledge_store.engine.connect() as connection:
+                vacuums = connection.execute(
+                    text(
+                        "SELECT vacuum_count FROM pg_stat_user_tables "
+                        "WHERE schemaname = 'cityos_knowledge' AND relname = 'outbox'"
+                    )
+                ).scalar_one()
+    finally:
+        relay.stop()
+    assert len(received) == 6
+    assert vacuums >= 1

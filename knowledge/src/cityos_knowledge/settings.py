@@ -42,7 +42,7 @@ class KnowledgeSettings(CityosSettings):
         "(it is woken at once by a NOTIFY from the writing transaction).",
     )
     knowledge_relay_coalesce_seconds: float = Field(
-        default=0.002,
+        default=0.005,
         ge=0,
         le=0.05,
         description="While events keep coming, the outbox relay waits this long after "

@@ -24,9 +24,9 @@ import time
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from prometheus_client import Counter
-from sqlalchemy import text
 
 from cityos_kernel.bus.port import Bus, Record
 from cityos_kernel.database import libpq_url
@@ -41,12 +41,27 @@ PUBLISHED = Counter("cityos_knowledge_outbox_published_total", "Outbox events pu
 #: Session advisory lock key naming the active relay of a database.
 LEADER_LOCK = "cityos_knowledge.outbox-relay"
 
+#: The active relay vacuums the outbox after deleting this many rows (see _vacuum).
+VACUUM_EVERY = 2000
+
+_VACUUM = "VACUUM (SKIP_LOCKED) cityos_knowledge.outbox"
+
 # The oldest rows, deleted in the transaction that publishes them (it rolls back if the bus
-# refuses them). RETURNING gives no order: the relay sorts by id.
-_TAKE = text(
+# refuses them). RETURNING gives no order: the relay sorts by id. A prepared statement of
+# the relay's connection, planned once.
+_TAKE_NAME = "cityos_outbox_take"
+_PREPARE_TAKE = (
+    "PREPARE cityos_outbox_take (bigint) AS "
     "DELETE FROM cityos_knowledge.outbox WHERE id IN ("
-    "SELECT id FROM cityos_knowledge.outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
-    ") RETURNING id, topic, key, envelope::text AS envelope"
+    "SELECT id FROM cityos_knowledge.outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+    ") RETURNING id, topic, key, envelope::text"
+)
+# Planned generically, through the primary key: the statistics of a table emptied as fast as
+# it fills make a sequential scan and a sort look cheaper, and that scan reads every dead
+# row left since the last vacuum (0.2-1 ms a look under load, against ~0.02 ms by the index).
+_TAKE = (
+    "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; "
+    f"EXECUTE {_TAKE_NAME} (%s)"
 )
 
 
@@ -61,8 +76,9 @@ class OutboxRelay(ThreadService):
         bus: Bus,
         *,
         interval: float = 1.0,
-        coalesce: float = 0.002,
+        coalesce: float = 0.005,
         batch: int = 500,
+        vacuum_every: int = VACUUM_EVERY,
     ) -> None:
         super().__init__()
         self._store = store
@@ -70,7 +86,9 @@ class OutboxRelay(ThreadService):
         self._interval = interval
         self._coalesce = coalesce
         self._batch = batch
+        self._vacuum_every = vacuum_every
         self._wake = threading.Event()
+        self._deleted = 0
         self.leader = False
 
     def _stopping(self) -> None:
@@ -82,21 +100,49 @@ class OutboxRelay(ThreadService):
 
     def relay_once(self) -> int:
         """Publish every pending row (in batches); return how many were published."""
+        pooled = self._store.engine.raw_connection()
+        try:
+            return self._relay(pooled.dbapi_connection)
+        finally:
+            pooled.close()
+
+    def _relay(self, connection: Any) -> int:
+        """:meth:`relay_once` on a psycopg2 connection (in autocommit mode or not)."""
+        autocommit = connection.autocommit
+        connection.autocommit = False
         total = 0
-        while True:
-            with self._store.engine.begin() as connection:
-                rows = sorted(connection.execute(_TAKE, {"limit": self._batch}).all())
-                if not rows:
+        try:
+            while True:
+                rows = self._take(connection)
+                # Confirmed by the bus before the deletion commits: a refusal raises, the
+                # deletion rolls back and the rows wait for the next look.
+                if rows:
+                    self._bus.publish(
+                        [Record(topic, key, text.encode()) for _, topic, key, text in rows]
+                    )
+                connection.commit()
+                PUBLISHED.inc(len(rows))
+                total += len(rows)
+                if len(rows) < self._batch:
                     return total
-                # Confirmed by the bus before the deletion commits: a refusal raises, and
-                # the rows stay for the next look.
-                self._bus.publish(
-                    [Record(row.topic, row.key, row.envelope.encode()) for row in rows]
-                )
-            PUBLISHED.inc(len(rows))
-            total += len(rows)
-            if len(rows) < self._batch:
-                return total
+        except BaseException:
+            if not connection.closed:
+                connection.rollback()
+            raise
+        finally:
+            if not connection.closed:
+                connection.autocommit = autocommit
+
+    def _take(self, connection: Any) -> list[tuple[int, str, str, str]]:
+        """Delete and return the oldest rows (id order), in a transaction left open."""
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(_TAKE, (self._batch,))
+            except psycopg2.errors.InvalidSqlStatementName:  # first look on this connection
+                connection.rollback()
+                cursor.execute(_PREPARE_TAKE)
+                cursor.execute(_TAKE, (self._batch,))
+            return sorted(cursor.fetchall())
 
     def _run(self) -> None:
         backoff = self._interval
@@ -137,10 +183,27 @@ class OutboxRelay(ThreadService):
                     continue
                 logger.info("outbox relay active")
             self._wake.clear()
-            if self.relay_once() and self._coalesce > 0:
+            published = self._relay(listener)
+            self._vacuum(listener, published)
+            if published and self._coalesce > 0:
                 # Busy: let the next commits' events gather (their NOTIFYs are read below).
                 self._stop.wait(self._coalesce)
             self._wait(listener)
+
+    def _vacuum(self, listener: Any, deleted: int) -> None:
+        """Vacuum the outbox every ``vacuum_every`` deleted rows (:data:`VACUUM_EVERY`).
+
+        Every event leaves a dead ~1.4 KB row behind. Autovacuum looks once a minute: at
+        2,000 events/s the table would reach ~170 MB of dead rows in between, and each look
+        at the oldest rows would read through them. Vacuumed this often it stays a few
+        hundred pages, for about the same vacuuming work in total.
+        """
+        self._deleted += deleted
+        if self._deleted < self._vacuum_every:
+            return
+        self._deleted = 0
+        with listener.cursor() as cursor:
+            cursor.execute(_VACUUM)
 
     def _wait(self, listener: Any) -> None:
         """Sleep until a NOTIFY, a wake() or the interval, whichever comes first."""
