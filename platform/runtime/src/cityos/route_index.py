@@ -146,6 +146,7 @@ class RouteIndex:
         self._built_for: tuple[int, int] | None = None
         self._leaves: list[_Leaf] = []
         self._by_key: dict[tuple[str, ...], tuple[_Leaf, ...]] = {}
+        self._by_method: dict[tuple[tuple[str, ...], str], tuple[_Leaf, ...]] = {}
 
     def refresh(self) -> None:
         """Rebuild the route list if the router's routes changed since it was built."""
@@ -153,6 +154,7 @@ class RouteIndex:
         if version != self._built_for:
             self._leaves = list(_leaves(self.router.routes, None))
             self._by_key = {}
+            self._by_method = {}
             self._built_for = version
 
     def candidates(self, key: tuple[str, ...]) -> tuple[_Leaf, ...]:
@@ -164,12 +166,26 @@ class RouteIndex:
                 self._by_key[key] = found
         return found
 
+    def candidates_for(self, key: tuple[str, ...], method: str) -> tuple[_Leaf, ...]:
+        """:meth:`candidates` less the routes that do not take ``method``: they cannot be
+        selected (a path matched without its method is FastAPI's to answer, with 405)."""
+        found = self._by_method.get((key, method))
+        if found is None:
+            found = tuple(
+                leaf
+                for leaf in self.candidates(key)
+                if leaf.barrier is not None or not leaf.methods or method in leaf.methods
+            )
+            if len(self._by_method) < MAX_KEYS:
+                self._by_method[(key, method)] = found
+        return found
+
     def select(self, scope: Scope) -> _Leaf | None:
         """The route FastAPI would dispatch ``scope`` to, or None to let FastAPI decide."""
         self.refresh()
         path = get_route_path(scope)
         method = scope["method"]
-        for leaf in self.candidates(path_key(path)):
+        for leaf in self.candidates_for(path_key(path), method):
             if leaf.barrier is not None:
                 if leaf.barrier.matches(scope)[0] != Match.NONE:
                     return None
