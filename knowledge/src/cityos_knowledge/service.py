@@ -73,7 +73,7 @@ from cityos_knowledge.query.authorization import (
     retrieve_visible,
     visible_groups,
 )
-from cityos_knowledge.query.shapes import StatementCache, run_query
+from cityos_knowledge.query.shapes import StatementCache, run_pooled_query
 from cityos_knowledge.settings import KnowledgeSettings
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import entities
@@ -233,11 +233,16 @@ class KnowledgeService:
     ) -> Iterator[Connection]:
         """A connection on an existing tenant (NonexistentTenant otherwise; 403 outside
         ``access``)."""
-        if access is not None:
-            access.require_tenant(validate_tenant(tenant))
-        schema = self._store.tenants.lookup(tenant)
+        schema = self._reading_schema(tenant, access)
         with _user_errors(), self._store.engine.connect() as raw:
             yield bind_schema(raw, schema)
+
+    def _reading_schema(self, tenant: str | None, access: DataAccess | None = None) -> str:
+        """The schema of an existing tenant (NonexistentTenant otherwise; 403 outside
+        ``access``)."""
+        if access is not None:
+            access.require_tenant(validate_tenant(tenant))
+        return self._store.tenants.lookup(tenant)
 
     # -- context writes ------------------------------------------------------------------
 
@@ -694,13 +699,19 @@ class KnowledgeService:
         def counting(query: EntityQuery, expand: Expander) -> Any:
             return count_entities(query, expand=expand)
 
-        with self._reading(tenant, access) as connection:
-            rows = run_query(connection, self._statements, ("page", sys_attrs), query, expand, page)
+        schema = self._reading_schema(tenant, access)
+        engine, statements = self._store.engine, self._statements
+        with _user_errors():  # each statement on a pooled connection of its own (autocommit)
+            rows = run_pooled_query(
+                engine, schema, statements, ("page", sys_attrs), query, expand, page
+            )
             total = None
             if query.count and rows:
                 total = int(rows[0][1])
             elif query.count:  # an empty page (offset past the end) cannot carry the total
-                counted = run_query(connection, self._statements, "count", query, expand, counting)
+                counted = run_pooled_query(
+                    engine, schema, statements, "count", query, expand, counting
+                )
                 total = int(counted[0][0])
         return EntityPage([row[0] for row in rows], total)
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from sqlalchemy import literal, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
 
 from cityos_knowledge.query import parse_entity_query
 from cityos_knowledge.query.paging import count_entities, select_entities
 from cityos_knowledge.query.params import EntityQuery
-from cityos_knowledge.query.shapes import StatementCache, plan_is_fixed, run_query
+from cityos_knowledge.query.shapes import (
+    StatementCache,
+    plan_is_fixed,
+    run_pooled_query,
+    run_query,
+)
 from cityos_knowledge.query.targets import Expander
-from cityos_knowledge.store.database import bind_schema
+from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import entities
 from tests.knowledge.query.city import (
     AIR_BARCELONA,
@@ -166,3 +174,49 @@ def test_bounded_near_queries_run_prepared_with_a_generic_plan_in_autocommit(cit
             rows = run_query(connection, cache, "ids", query, expand, _page)
             assert [row[0] for row in rows] == [AIR_BARCELONA]
             assert _prepared(connection) == []
+
+
+def test_pooled_queries_run_prepared_and_survive_a_lost_connection(city: City) -> None:
+    # run_pooled_query checks a DBAPI connection out of the pool without a SQLAlchemy
+    # Connection: prepared statements, the fallback path, and a killed backend must all
+    # behave as through run_query (ADR 0065, 0066: the first statement on a connection
+    # killed while in use fails, the pool replaces it).
+    cache = StatementCache(city.engine.dialect, check=True)
+    store = KnowledgeStore.from_url(
+        city.engine.url.render_as_string(hide_password=False), pool_size=1
+    )
+    near = {"georel": "near;maxDistance==100", "geometry": "Point", "limit": "100"}
+    sol = parse_entity_query({**near, "coordinates": "[-3.7038,40.4168]"})
+    engine, schema = store.engine, city.schema
+    try:
+        rows = run_pooled_query(engine, schema, cache, "ids", sol, expand, _page)
+        assert [row[0] for row in rows] == [AIR_SOL, SPOT_SOL, LIGHT_SOL]
+        with engine.connect() as connection:  # the pool's one connection, prepared on
+            assert len(_prepared(connection)) == 1
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            connection.commit()
+        in_ids = EntityQuery(ids=(AIR_SOL, SPOT_SOL))  # not cacheable: built each time
+
+        def expanding(query: EntityQuery, expand: Expander) -> Any:
+            return select(entities.c.id).where(entities.c.id.in_(list(query.ids))).order_by("id")
+
+        rows = run_pooled_query(engine, schema, cache, "in", in_ids, expand, expanding)
+        assert [row[0] for row in rows] == [AIR_SOL, SPOT_SOL]
+        with city.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+            other.commit()
+            for _ in range(500):  # pg_stat_activity is read once per transaction
+                gone = not other.execute(alive, {"pid": pid}).scalar_one()
+                other.commit()
+                if gone:
+                    break
+                time.sleep(0.01)
+        with pytest.raises(DBAPIError) as raised:
+            run_pooled_query(engine, schema, cache, "ids", sol, expand, _page)
+        assert raised.value.connection_invalidated
+        rows = run_pooled_query(engine, schema, cache, "ids", sol, expand, _page)
+        assert [row[0] for row in rows] == [AIR_SOL, SPOT_SOL, LIGHT_SOL]
+        assert isinstance(engine.pool, QueuePool) and engine.pool.checkedout() == 0
+    finally:
+        store.close()

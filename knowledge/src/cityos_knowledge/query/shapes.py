@@ -43,8 +43,9 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg2.extensions
-from sqlalchemy import Connection, Dialect, bindparam, literal
+from sqlalchemy import Connection, Dialect, Engine, bindparam, literal
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
@@ -387,7 +388,51 @@ def run_query(
     if found is None:
         statement: Any = build(query, expand)
         return connection.execute(statement).all()
-    return _fetch_all(connection, *found, prepare=plan_is_fixed(query))
+    alone = not connection.in_transaction()
+    return _fetch_all(
+        connection.connection,
+        connection.dialect,
+        *found,
+        prepare=plan_is_fixed(query),
+        alone=alone,
+        invalidate=connection.invalidate,
+    )
+
+
+def run_pooled_query(
+    engine: Engine,
+    schema: str,
+    cache: StatementCache,
+    variant: Hashable,
+    query: EntityQuery,
+    expand: Expander,
+    build: Builder,
+) -> Sequence[Any]:
+    """:func:`run_query` on a connection of ``engine``'s pool, in autocommit, for ``schema``.
+
+    A cached statement runs on the pooled DBAPI connection itself, checked out of the pool
+    and back without a SQLAlchemy :class:`~sqlalchemy.Connection` (about 30 µs less per
+    query than ``engine.connect()``, the schema binding and ``close()``); the pool's events
+    (the idle ping, ADR 0066; the session settings) apply as for any checkout.
+    """
+    found = cache.sql(variant, schema, query, expand, build)
+    if found is None:
+        with engine.connect() as connection:
+            bound = connection.execution_options(schema_translate_map={None: schema})
+            statement: Any = build(query, expand)
+            return bound.execute(statement).all()
+    pooled = engine.raw_connection()
+    try:
+        return _fetch_all(
+            pooled,
+            engine.dialect,
+            *found,
+            prepare=plan_is_fixed(query),
+            alone=True,
+            invalidate=pooled.invalidate,
+        )
+    finally:
+        pooled.close()
 
 
 def plan_is_fixed(query: EntityQuery) -> bool:
@@ -453,17 +498,21 @@ def _prepared_form(compiled: _Compiled, cursor: Any) -> _Prepared:
 
 
 def _execute_prepared(
-    connection: Connection, cursor: Any, compiled: _Compiled, parameters: dict[str, Any]
+    pooled: PoolProxiedConnection,
+    errors: type[Exception],
+    cursor: Any,
+    compiled: _Compiled,
+    parameters: dict[str, Any],
 ) -> None:
     """Run ``compiled`` as a prepared statement of this connection (prepared on first use)."""
     form = _prepared_form(compiled, cursor)
-    prepared: set[str] = connection.connection.info.setdefault(_PREPARED, set())
+    prepared: set[str] = pooled.info.setdefault(_PREPARED, set())
     if form.name not in prepared:
         if not prepared:
             cursor.execute(_GENERIC_PLANS)
         try:
             cursor.execute(form.prepare)
-        except connection.dialect.loaded_dbapi.Error as error:
+        except errors as error:
             if getattr(error, "pgcode", None) is None:  # not PostgreSQL's answer: lost?
                 raise
             _UNPREPARABLE.add(compiled.sql)
@@ -473,7 +522,7 @@ def _execute_prepared(
     values = [parameters[parameter] for parameter in form.names]
     try:
         cursor.execute(form.execute, values)
-    except connection.dialect.loaded_dbapi.Error as error:
+    except errors as error:
         if getattr(error, "pgcode", None) != _NOT_PREPARED:
             raise
         cursor.execute(form.prepare)
@@ -481,12 +530,20 @@ def _execute_prepared(
 
 
 def _fetch_all(
-    connection: Connection, compiled: _Compiled, parameters: dict[str, Any], *, prepare: bool
+    pooled: PoolProxiedConnection,
+    dialect: Dialect,
+    compiled: _Compiled,
+    parameters: dict[str, Any],
+    *,
+    prepare: bool,
+    alone: bool,
+    invalidate: Callable[[BaseException], None],
 ) -> list[Any]:
+    """The rows of ``compiled`` on the pooled connection; ``alone``: no transaction is open
+    on it (the statement runs in autocommit); ``invalidate`` drops a lost connection."""
     sql = compiled.sql
-    dialect = connection.dialect
-    dbapi_connection: Any = connection.connection.dbapi_connection
-    alone = not connection.in_transaction()
+    dbapi_connection: Any = pooled.dbapi_connection
+    errors = dialect.loaded_dbapi.Error
     if alone:
         # psycopg2 switches autocommit without a round trip while the session keeps its
         # default isolation level (SQLAlchemy's isolation_level option would send two).
@@ -495,24 +552,24 @@ def _fetch_all(
         with dbapi_connection.cursor() as cursor:
             if prepare and alone and sql not in _UNPREPARABLE:
                 # Only in autocommit: a refused PREPARE must not abort a transaction.
-                _execute_prepared(connection, cursor, compiled, parameters)
+                _execute_prepared(pooled, errors, cursor, compiled, parameters)
             else:
                 cursor.execute(sql, parameters)
             return list(cursor.fetchall())
-    except dialect.loaded_dbapi.Error as error:
+    except errors as error:
         # Wrapped as SQLAlchemy would (callers handle sqlalchemy.exc.DataError…), and a
         # lost connection is not given back to the pool.
         disconnected = dialect.is_disconnect(error, dbapi_connection, None)
         if disconnected:
-            connection.invalidate(error)
+            invalidate(error)
         raise DBAPIError.instance(
             sql,
             parameters,
             error,
-            dialect.loaded_dbapi.Error,
+            errors,
             connection_invalidated=disconnected,
             dialect=dialect,
         ) from error
     finally:
-        if alone and not connection.invalidated:
+        if alone and pooled.is_valid:
             dbapi_connection.autocommit = False
