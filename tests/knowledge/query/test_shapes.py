@@ -11,8 +11,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
 from cityos_knowledge.query import parse_entity_query
+from cityos_knowledge.query.nodes import And
 from cityos_knowledge.query.paging import count_entities, select_entities
 from cityos_knowledge.query.params import EntityQuery
+from cityos_knowledge.query.q_parser import parse_q
 from cityos_knowledge.query.shapes import (
     StatementCache,
     plan_is_fixed,
@@ -128,6 +130,27 @@ def test_statements_whose_text_depends_on_values_are_built_each_time(city: City)
             rows = run_query(connection, cache, "in", query, expand, expanding)
             assert [row[0] for row in rows] == sorted(ids)
     assert cache.sql("in", city.schema, EntityQuery(ids=(AIR_SOL,)), expand, expanding) is None
+
+
+def test_a_value_node_found_twice_is_built_each_time_until_its_shape_is_known(
+    city: City,
+) -> None:
+    # One Comparison object in two places: the compiler cannot tell which place a parameter
+    # belongs to, so such a query is never compiled; once the shape is compiled from a
+    # query without sharing, the shared one takes its values by position.
+    cache = StatementCache(city.engine.dialect, check=True)
+    shared_term = parse_q("NO2>40")
+    shared = EntityQuery(q=And((shared_term, shared_term)), limit=100)
+    distinct = EntityQuery(q=And((parse_q("NO2>10"), parse_q("NO2>50"))), limit=100)
+    with city.connect() as connection:
+        rows = run_query(connection, cache, "ids", shared, expand, _page)
+        assert [row[0] for row in rows] == [AIR_BARCELONA, AIR_SOL]
+        assert len(cache) == 0
+        rows = run_query(connection, cache, "ids", distinct, expand, _page)
+        assert [row[0] for row in rows] == [AIR_BARCELONA]
+        assert len(cache) == 1
+        rows = run_query(connection, cache, "ids", shared, expand, _page)
+        assert [row[0] for row in rows] == [AIR_BARCELONA, AIR_SOL]
 
 
 def test_the_count_has_its_own_shape(city: City) -> None:

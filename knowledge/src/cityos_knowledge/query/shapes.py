@@ -74,7 +74,23 @@ class _UnshapeableError(Exception):
 class _Split:
     shape: Hashable
     leaves: tuple[Any, ...]
-    positions: dict[tuple[int, str | None], int]
+    query: EntityQuery
+    #: Per leaf, the :data:`VALUE_FIELDS` name it was read from (None for a value node).
+    fields: tuple[str | None, ...]
+
+    def positions(self) -> dict[tuple[int, str | None], int]:
+        """Where :func:`bound` finds each leaf: (id of its owner, field) -> position.
+
+        Only a shape being compiled needs it; a value node found in two places makes the
+        query unshapeable (which position would its parameters take?).
+        """
+        found: dict[tuple[int, str | None], int] = {}
+        for position, (leaf, name) in enumerate(zip(self.leaves, self.fields, strict=True)):
+            key = (id(self.query), name) if name is not None else (id(leaf), None)
+            if key in found:
+                raise _UnshapeableError
+            found[key] = position
+        return found
 
 
 def _leaf_shape(node: Any) -> Hashable:
@@ -136,25 +152,25 @@ def _walk_tree(node: Any) -> tuple[Hashable, tuple[Any, ...]]:
     return shape, tuple(leaves)
 
 
+#: The fields of :class:`EntityQuery`, each with whether it is one of :data:`VALUE_FIELDS`.
+_QUERY_FIELDS = tuple((name, name in VALUE_FIELDS) for name in _field_names(EntityQuery) or ())
+
+
 def _split(query: EntityQuery) -> _Split:
     leaves: list[Any] = []
-    positions: dict[tuple[int, str | None], int] = {}
-
-    def add(owner: Any, field: str | None, value: Any) -> None:
-        key = (id(owner), field)
-        if key in positions:
-            raise _UnshapeableError
-        positions[key] = len(leaves)
-        leaves.append(value)
-
+    fields: list[str | None] = []
     shape: list[Hashable] = []
-    for name in _field_names(EntityQuery) or ():
+    for name, is_value in _QUERY_FIELDS:
         value = getattr(query, name)
-        if name in VALUE_FIELDS:
-            add(query, name, value)
+        if is_value:
+            leaves.append(value)
+            fields.append(name)
             shape.append(bool(value) if name == "ids" else value is None)
             continue
         kind: Any = type(value)
+        if value is None or kind is bool or (kind is tuple and not value):
+            shape.append(value)  # what _walk would give: nothing to walk
+            continue
         if kind not in _LEAF_SET and _field_names(kind) is not None:  # an expression tree
             part, subtree = _walk_tree(value)
             shape.append(part)
@@ -162,16 +178,16 @@ def _split(query: EntityQuery) -> _Split:
             found: list[Any] = []
             shape.append(_walk(value, found))
             subtree = tuple(found)
-        for leaf in subtree:
-            add(leaf, None, leaf)
-    return _Split(tuple(shape), tuple(leaves), positions)
+        leaves.extend(subtree)
+        fields.extend([None] * len(subtree))
+    return _Split(tuple(shape), tuple(leaves), query, tuple(fields))
 
 
 class _Recorder:
     """What one shape's build bound, and the names it expanded."""
 
-    def __init__(self, split: _Split, expand: Expander) -> None:
-        self.split = split
+    def __init__(self, positions: dict[tuple[int, str | None], int], expand: Expander) -> None:
+        self.positions = positions
         self.derivations: dict[str, tuple[int, Callable[[Any], Any]]] = {}
         self.expansions: dict[str, str] = {}
         self._expand = expand
@@ -184,7 +200,7 @@ class _Recorder:
     def bind(
         self, leaf: Any, field: str | None, value: Any, derive: Callable[[Any], Any], type_: Any
     ) -> BindParameter[Any]:
-        position = self.split.positions.get((id(leaf), field))
+        position = self.positions.get((id(leaf), field))
         if position is None:  # not a leaf: the value is part of the shape, a constant
             return literal(derive(value), type_)
         name = f"v{position}_{len(self.derivations)}"
@@ -289,7 +305,11 @@ class StatementCache:
                 if self.check:
                     self._verify((compiled.sql, parameters), schema, query, expand, build)
                 return compiled, parameters
-        compiled_now = self._compile(split, schema, query, expand, build)
+        try:
+            positions = split.positions()
+        except _UnshapeableError:
+            return None
+        compiled_now = self._compile(split, positions, schema, query, expand, build)
         with self._lock:
             if compiled_now is None:
                 self._entries[key] = None
@@ -302,9 +322,15 @@ class StatementCache:
         return compiled_now, compiled_now.parameters(split.leaves)
 
     def _compile(
-        self, split: _Split, schema: str, query: EntityQuery, expand: Expander, build: Builder
+        self,
+        split: _Split,
+        positions: dict[tuple[int, str | None], int],
+        schema: str,
+        query: EntityQuery,
+        expand: Expander,
+        build: Builder,
     ) -> _Compiled | None:
-        recorder = _Recorder(split, expand)
+        recorder = _Recorder(positions, expand)
         token = _recording.set(recorder)
         try:
             statement = build(query, recorder.expand)
