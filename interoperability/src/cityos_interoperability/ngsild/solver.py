@@ -49,6 +49,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, _effective_route_context_var, _extract_endpoint_context
 from fastapi.telemetry import get_telemetry_data
 from pydantic.fields import FieldInfo
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -56,6 +57,11 @@ Source = Literal["path", "query", "header"]
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 _PLAIN_STRINGS = (str, str | None)
+_NO_QUERY = QueryParams()
+
+
+#: No default shared between requests (required, validated, made by a factory, mutable).
+_NO_SHARED_DEFAULT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,9 @@ class _Parameter:
     source: Source
     #: The request key it is read from; None: FastAPI reads it (not a plain string).
     key: str | None
+    #: The value when absent, if the same for every request (FastAPI deep-copies the
+    #: default, and a copy of an immutable one is itself).
+    default: Any = _NO_SHARED_DEFAULT
 
     def read(self, received: Mapping[str, Any], values: dict[str, Any], errors: list[Any]) -> None:
         if self.key is not None:
@@ -73,12 +82,12 @@ class _Parameter:
             if value is not None:
                 values[self.field.name] = value
                 return
+            if self.default is not _NO_SHARED_DEFAULT:
+                values[self.field.name] = self.default
+                return
             field_info: FieldInfo = self.field.field_info
             if not field_info.is_required() and not field_info.validate_default:
-                default = self.field.default
-                # FastAPI deep-copies the default; a copy of an immutable one is itself.
-                immutable = default is None or isinstance(default, str | int | float)
-                values[self.field.name] = default if immutable else copy.deepcopy(default)
+                values[self.field.name] = copy.deepcopy(self.field.default)
                 return
         found, found_errors = request_params_to_args([self.field], received)
         values.update(found)
@@ -135,7 +144,8 @@ class _Plan:
         for parameter in self.path:
             parameter.read(request.path_params, values, errors)
         if self.query:
-            query = request.query_params
+            # Without a query string every query parameter is absent: nothing to parse.
+            query = request.query_params if request.scope.get("query_string") else _NO_QUERY
             for parameter in self.query:
                 parameter.read(query, values, errors)
         if self.header:
@@ -157,7 +167,17 @@ def _parameter(field: Any, source: Source) -> _Parameter:
         and not _is_json_field(field)
         and isinstance(field_info, params.Param)
     )
-    return _Parameter(field, source, aliases[0][1] if plain else None)
+    if not plain:
+        return _Parameter(field, source, None)
+    default: Any = _NO_SHARED_DEFAULT
+    if (
+        not field_info.is_required()
+        and not field_info.validate_default
+        and field_info.default_factory is None
+        and (field_info.default is None or isinstance(field_info.default, str | int | float))
+    ):
+        default = field_info.default
+    return _Parameter(field, source, aliases[0][1], default)
 
 
 def _plan(dependant: Dependant, *, endpoint: bool) -> _Plan | None:
