@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 from sqlalchemy import select, text
 
-from cityos_kernel.bus import MemoryBus, Record
+from cityos_kernel.bus import Delivery, MemoryBus, Record
 from cityos_kernel.events.payloads import EntityChangedV1
 from cityos_kernel.events.topics import ENTITIES_CHANGED
 from cityos_knowledge.outbox.relay import OutboxRelay
@@ -148,3 +148,48 @@ def test_the_active_relay_vacuums_the_outbox_after_deleting_enough_rows(
         relay.stop()
     assert len(received) == 6
     assert vacuums >= 1
+
+
+class BlockingBus(MemoryBus):
+    """The in-memory bus holding its first batch until released."""
+
+    def __init__(self) -> None:
+        super().__init__(partitions=3)
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def publish(self, records: Sequence[Record]) -> None:
+        if not self.holding.is_set():
+            self.holding.set()
+            self.release.wait(10)
+        super().publish(records)
+
+
+def test_an_event_committed_while_the_relay_publishes_goes_out_without_waiting_the_interval(
+    knowledge_store: KnowledgeStore,
+) -> None:
+    bus = BlockingBus()
+    listener = bus.subscribe("test-listener", [ENTITIES_CHANGED.name])
+    # The interval is longer than the test waits: only the commit's NOTIFY can wake it.
+    relay = OutboxRelay(knowledge_store, bus, interval=60.0, coalesce=0.0)
+    relay.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not relay.leader and time.monotonic() < deadline:
+            time.sleep(0.01)
+        write_change(knowledge_store, "urn:ngsi-ld:T:first")
+        assert bus.holding.wait(10)
+        # Committed while the relay's transaction is open: its NOTIFY reaches the relay's
+        # connection with the answer to that transaction's COMMIT.
+        write_change(knowledge_store, "urn:ngsi-ld:T:second")
+        bus.release.set()
+        received: list[Delivery] = []
+        while len(received) < 2 and time.monotonic() < deadline:
+            received.extend(listener.poll(10, timeout=0.2))
+    finally:
+        relay.stop()
+        bus.close()
+    assert [delivery.key for delivery in received] == [
+        "urn:ngsi-ld:T:first",
+        "urn:ngsi-ld:T:second",
+    ]

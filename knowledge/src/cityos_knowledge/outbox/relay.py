@@ -209,6 +209,11 @@ class OutboxRelay(ThreadService):
         """Sleep until a NOTIFY, a wake() or the interval, whichever comes first."""
         deadline = time.monotonic() + self._interval
         while not self._stop.is_set() and not self._wake.is_set():
+            # The look itself runs on this connection: a NOTIFY of a commit made meanwhile
+            # arrives with its answers and is already read.
+            if listener.notifies:
+                listener.notifies.clear()
+                return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
