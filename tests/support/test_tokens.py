@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -40,16 +41,19 @@ def test_wildcard_tenant_claim_means_every_tenant(oidc_issuer: LoopbackIssuer) -
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"lifetime": -60}, "expired"),
-        ({"iss": "http://127.0.0.1:1/realms/other"}, "another issuer"),
-        ({"azp": "other-client", "aud": "account"}, "not for this platform"),
-        ({"nbf": int(time.time()) + 600}, "not valid yet"),
+        (lambda now: {"lifetime": -60}, "expired"),
+        (lambda now: {"iss": "http://127.0.0.1:1/realms/other"}, "another issuer"),
+        (lambda now: {"azp": "other-client", "aud": "account"}, "not for this platform"),
+        # From when the test runs, not when it was collected: the whole suite takes longer
+        # than 600 s, and a "not before" fixed at collection had passed by then.
+        (lambda now: {"nbf": now + 600}, "not valid yet"),
     ],
+    ids=["expired", "another-issuer", "another-client", "not-valid-yet"],
 )
 def test_unacceptable_claims_are_refused(
-    oidc_issuer: LoopbackIssuer, overrides: dict[str, object], reason: str
+    oidc_issuer: LoopbackIssuer, overrides: Callable[[int], dict[str, object]], reason: str
 ) -> None:
-    token = oidc_issuer.token(**overrides)
+    token = oidc_issuer.token(**overrides(int(time.time())))
     with pytest.raises(TokenError, match=reason):
         validator_for(oidc_issuer).validate(token)
 
