@@ -90,17 +90,22 @@ def test_published_rows_leave_the_outbox_and_refused_ones_stay_for_the_next_look
     assert relay.relay_once() == 0
 
 
+def start_leading(relay: OutboxRelay) -> None:
+    """Start ``relay`` and wait (at most 10 s) until it holds the leader lock."""
+    relay.start()
+    deadline = time.monotonic() + 10
+    while not relay.leader and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_a_busy_relay_sends_the_events_of_several_commits_together(
     bus: RecordingBus, knowledge_store: KnowledgeStore
 ) -> None:
     listener = bus.subscribe("test-listener", [ENTITIES_CHANGED.name])
     # A long coalescing wait, so that the test's two commits surely fall inside it.
     relay = OutboxRelay(knowledge_store, bus, interval=30.0, coalesce=2.0)
-    relay.start()
+    start_leading(relay)
     try:
-        deadline = time.monotonic() + 10
-        while not relay.leader and time.monotonic() < deadline:
-            time.sleep(0.01)
         write_change(knowledge_store, "urn:ngsi-ld:T:first")
         received = listener.poll(10, timeout=5)
         assert [delivery.key for delivery in received] == ["urn:ngsi-ld:T:first"]
@@ -108,6 +113,7 @@ def test_a_busy_relay_sends_the_events_of_several_commits_together(
         write_change(knowledge_store, "urn:ngsi-ld:T:second")
         time.sleep(0.1)
         write_change(knowledge_store, "urn:ngsi-ld:T:third")
+        deadline = time.monotonic() + 10
         while len(received) < 3 and time.monotonic() < deadline:
             received.extend(listener.poll(10, timeout=0.2))
     finally:
@@ -172,11 +178,8 @@ def test_an_event_committed_while_the_relay_publishes_goes_out_without_waiting_t
     listener = bus.subscribe("test-listener", [ENTITIES_CHANGED.name])
     # The interval is longer than the test waits: only the commit's NOTIFY can wake it.
     relay = OutboxRelay(knowledge_store, bus, interval=60.0, coalesce=0.0)
-    relay.start()
+    start_leading(relay)
     try:
-        deadline = time.monotonic() + 10
-        while not relay.leader and time.monotonic() < deadline:
-            time.sleep(0.01)
         write_change(knowledge_store, "urn:ngsi-ld:T:first")
         assert bus.holding.wait(10)
         # Committed while the relay's transaction is open: its NOTIFY reaches the relay's
@@ -184,6 +187,7 @@ def test_an_event_committed_while_the_relay_publishes_goes_out_without_waiting_t
         write_change(knowledge_store, "urn:ngsi-ld:T:second")
         bus.release.set()
         received: list[Delivery] = []
+        deadline = time.monotonic() + 10
         while len(received) < 2 and time.monotonic() < deadline:
             received.extend(listener.poll(10, timeout=0.2))
     finally:
