@@ -109,6 +109,30 @@ def test_a_partial_update_changes_one_instance_and_announces_the_entity_before_a
     assert event.payload.previous == before
 
 
+def test_an_attribute_of_one_instance_is_replaced_in_the_document_as_a_rebuild_would(
+    knowledge_service: KnowledgeService, knowledge_store: KnowledgeStore
+) -> None:
+    # One instance: the statement replaces its member in the stored document instead of
+    # rebuilding the document from every row; the result must be the rebuild's, and a
+    # second instance added later must bring the rebuild (an array) back.
+    knowledge_service.create_entity("city", vehicle())
+    knowledge_service.patch_attribute("city", ENTITY, NAME, {"value": "bus 28"})
+    after = knowledge_service.retrieve_entity("city", ENTITY)
+    assert after[NAME] == {"type": "Property", "value": "bus 28"}
+    assert after == rebuilt_document(knowledge_store, ENTITY)
+
+    knowledge_service.append_attributes(
+        "city", ENTITY, {NAME: {"type": "Property", "value": "night bus", "datasetId": GPS}}
+    )
+    knowledge_service.patch_attribute("city", ENTITY, NAME, {"value": "bus 29"})
+    after = knowledge_service.retrieve_entity("city", ENTITY)
+    assert after[NAME] == [
+        {"type": "Property", "value": "bus 29"},
+        {"type": "Property", "value": "night bus", "datasetId": GPS},
+    ]
+    assert after == rebuilt_document(knowledge_store, ENTITY)
+
+
 def test_each_new_value_is_a_history_instance_and_a_repeated_observed_at_is_not(
     knowledge_service: KnowledgeService, knowledge_store: KnowledgeStore
 ) -> None:

@@ -20,7 +20,8 @@ caller's update and one of them applies everything queued as a batch
    partial attribute exactly as the general path does
    (:func:`cityos_knowledge.entities.attributes.attribute_row`), and one statement upserts
    the current-state rows, appends the history instances (a replayed one is ignored),
-   rebuilds the entity documents from their attribute rows (ADR 0014) and writes one
+   updates the entity documents (the attribute's member replaced when it has one instance,
+   else the document rebuilt from its attribute rows: ADR 0014) and writes one
    change event per update, with the entity before and after, to the outbox;
 3. commits once: one WAL flush and one relay wake-up (``NOTIFY``, folded per transaction)
    for the whole batch. Only then is any caller of the batch answered. ``BEGIN`` travels
@@ -136,7 +137,12 @@ WITH given AS (
   SELECT e.id, e.entity FROM {schema}.entities AS e WHERE e.id = ANY(%(ids)s)
 ), document AS (
   UPDATE {schema}.entities AS e SET
-    entity = {document},
+    entity = CASE
+      WHEN NOT EXISTS (
+        SELECT FROM {schema}.attributes AS o
+        WHERE o.entity_id = g.entity_id AND o.name = g.name AND o.dataset_id <> g.dataset_id
+      ) THEN e.entity || jsonb_build_object(g.name, g.body)
+      ELSE {document} END,
     modified_at = g.now
   FROM given AS g
   WHERE e.id = g.entity_id AND e.id = ANY(%(ids)s)
