@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from cityos_acquisition.codecs.json_measures import MeasureGroup
-from cityos_acquisition.ingest.encoding import encode_observation, fast_uuid4
+from cityos_acquisition.ingest.encoding import encode_observation
 from cityos_acquisition.mapping.config import AttributeMapping, DeviceProfile
 from cityos_acquisition.mapping.mapper import map_measures
 from cityos_kernel.events.topics import OBSERVATIONS
@@ -32,9 +31,3 @@ def test_fast_encoding_decodes_to_the_validated_payload() -> None:
     assert envelope.tenant == "sevilla" and envelope.source == "acquisition:mqtt"
     assert envelope.payload.attributes[0].observed_at == received
     assert envelope.payload.attributes[1].kind == "GeoProperty"
-
-
-def test_fast_ids_are_random_version_4_uuids() -> None:
-    ids = {fast_uuid4() for _ in range(2000)}
-    assert len(ids) == 2000
-    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import orjson
 import pytest
 
 from cityos_kernel.events import CATALOGUE, SchemaError
+from cityos_kernel.events.envelope import fast_uuid4
 from cityos_kernel.events.payloads import ObservationV1, ObservedAttribute
 from cityos_kernel.events.topics import DEVICES, OBSERVATIONS
 from cityos_kernel.logging import log_context
@@ -36,6 +38,31 @@ def test_tenant_and_correlation_come_from_the_log_context() -> None:
     with log_context(tenant="city-b", correlation_id="req-42"):
         envelope = OBSERVATIONS.envelope(observation(), source="acquisition")
     assert (envelope.tenant, envelope.correlation_id) == ("city-b", "req-42")
+
+
+def test_an_unchecked_envelope_decodes_to_what_the_models_make() -> None:
+    payload = observation()
+    encoded = OBSERVATIONS.encode_unchecked(
+        payload.model_dump(mode="json"), source="acquisition", tenant="city-a"
+    )
+    decoded = OBSERVATIONS.decode(encoded)
+    made = OBSERVATIONS.envelope(payload, source="acquisition", tenant="city-a")
+    assert decoded.payload == payload
+    assert decoded.model_dump(exclude={"id", "time", "correlation_id"}) == made.model_dump(
+        exclude={"id", "time", "correlation_id"}
+    )
+    assert decoded.correlation_id == str(decoded.id)  # none given: the message's own id
+    assert abs((decoded.time - datetime.now(UTC)).total_seconds()) < 60
+    given = OBSERVATIONS.encode_unchecked(
+        {}, source="acquisition", tenant="city-a", correlation_id="req-7"
+    )
+    assert orjson.loads(given)["correlation_id"] == "req-7"
+
+
+def test_fast_ids_are_random_version_4_uuids() -> None:
+    ids = {fast_uuid4() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from cityos_kernel.events.topics import ENTITIES_CHANGED
+from cityos_kernel.logging import log_context
 from cityos_knowledge.entities.repository import document_update_sql
 from cityos_knowledge.service import (
     BadRequestDataError,
@@ -86,7 +87,8 @@ def test_a_partial_update_changes_one_instance_and_announces_the_entity_before_a
     knowledge_service.create_entity("city", vehicle())
     before = knowledge_service.retrieve_entity("city", ENTITY)
 
-    knowledge_service.patch_attribute("city", ENTITY, SPEED, {"value": 50.0, "datasetId": GPS})
+    with log_context(correlation_id="req-9"):
+        knowledge_service.patch_attribute("city", ENTITY, SPEED, {"value": 50.0, "datasetId": GPS})
 
     after = knowledge_service.retrieve_entity("city", ENTITY)
     assert after[SPEED] == [
@@ -101,6 +103,7 @@ def test_a_partial_update_changes_one_instance_and_announces_the_entity_before_a
 
     event = ENTITIES_CHANGED.decode(orjson.dumps(outbox_events(knowledge_store)[-1]))
     assert event.tenant == "city"
+    assert event.correlation_id == "req-9"  # the request's, through the log context
     assert event.payload.entity_id == ENTITY
     assert event.payload.change == "updated"
     assert event.payload.attributes == [SPEED]

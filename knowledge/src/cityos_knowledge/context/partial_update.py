@@ -51,8 +51,8 @@ import orjson
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from cityos_kernel.events.payloads import EntityChangedV1
 from cityos_kernel.events.topics import ENTITIES_CHANGED
+from cityos_kernel.logging import correlation_id_var
 from cityos_knowledge.context.group_commit import GroupCommit
 from cityos_knowledge.context.writes import merged_attribute
 from cityos_knowledge.entities.attributes import (
@@ -317,15 +317,23 @@ class PartialUpdate:
         entity_type: str | None = None,
     ) -> PartialUpdate:
         """An update to submit; ``partial`` must satisfy :func:`takes_fast_path`."""
-        envelope = ENTITIES_CHANGED.envelope(
-            EntityChangedV1(
-                entity_id=entity_id, entity_types=[], change="updated", attributes=[name]
-            ),
+        # The envelope written straight to JSON (ADR 0023): the pydantic models cost ~8 %
+        # of an API process's time in the PATCH benchmark. The test of this module decodes
+        # it with the topic's schema.
+        envelope = ENTITIES_CHANGED.encode_unchecked(
+            {
+                "entity_id": entity_id,
+                "entity_types": [],
+                "change": "updated",
+                "attributes": [name],
+                "entity": None,
+                "previous": None,
+            },
             source=SOURCE,
             tenant=tenant,
+            correlation_id=correlation_id_var.get(),
         )
-        encoded = ENTITIES_CHANGED.encode(envelope)
-        return cls(schema, tenant, entity_id, name, partial, entity_type, encoded)
+        return cls(schema, tenant, entity_id, name, partial, entity_type, envelope)
 
 
 class PartialUpdates:

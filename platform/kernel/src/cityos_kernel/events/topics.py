@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -13,6 +14,7 @@ from cityos_kernel.events.envelope import (
     SchemaError,
     decode_envelope,
     encode_envelope,
+    encode_unchecked,
 )
 from cityos_kernel.events.payloads import (
     AlertV1,
@@ -71,6 +73,26 @@ class Topic(Generic[P]):
 
     def encode(self, envelope: Envelope[P]) -> bytes:
         return encode_envelope(envelope)
+
+    def encode_unchecked(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        source: str,
+        tenant: str,
+        correlation_id: str | None = None,
+    ) -> bytes:
+        """This topic's envelope around ``payload`` (JSON-ready data with exactly the fields
+        of its schema), as JSON bytes without validation: see
+        :func:`cityos_kernel.events.envelope.encode_unchecked`."""
+        return encode_unchecked(
+            self.event_type,
+            self.schema_version,
+            payload,
+            tenant=tenant,
+            source=source,
+            correlation_id=correlation_id,
+        )
 
     def decode(self, data: bytes) -> Envelope[P]:
         """Validate bytes against this topic's schema or raise ``SchemaError``."""
