@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import psycopg2
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from cityos_kernel.database import create_pooled_engine, libpq_url
+from cityos_kernel.database import create_pooled_engine
+from tests.fixtures.services import terminate_backend
 
 pytestmark = pytest.mark.postgres
 
@@ -30,31 +30,13 @@ def _engine_with_killed_connection(
     engine = create_pooled_engine(url, idle_ping_after=idle_ping_after, pool_size=1, max_overflow=0)
     engines.append(engine)
     pid = _backend_pid(engine)
-    _terminate(url, pid)
+    terminate_backend(url, pid)
     return engine, pid
 
 
 def _backend_pid(engine: Engine) -> int:
     with engine.connect() as connection:
         return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
-
-
-def _terminate(url: str, pid: int) -> None:
-    """Terminate backend ``pid`` and wait until it has gone."""
-    admin = psycopg2.connect(libpq_url(url))
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            for _ in range(500):
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
-                row = cursor.fetchone()
-                if row is not None and row[0] == 0:
-                    return
-                time.sleep(0.01)
-        raise AssertionError(f"backend {pid} did not go away")
-    finally:
-        admin.close()
 
 
 def test_a_connection_killed_while_idle_beyond_the_threshold_is_replaced(

@@ -18,11 +18,14 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
 
 from cityos_kernel.events.topics import ENTITIES_CHANGED
 from cityos_knowledge.context.partial_update import PartialUpdate, PartialUpdates
 from cityos_knowledge.service import BadRequestDataError, KnowledgeService, NotFoundError
 from cityos_knowledge.store.database import KnowledgeStore
+from tests.fixtures.services import terminate_backend
 from tests.knowledge.test_service_partial_update import (
     ENTITY,
     LOCATION,
@@ -330,3 +333,30 @@ def test_many_threads_patching_the_same_and_different_entities(
         history = default_history(knowledge_store, entity_id)
         assert sorted(history) == sorted({0.0} | values)
         assert len(history) == len(values) + 1
+
+
+def test_a_lost_connection_fails_its_batch_and_leaves_the_pool(
+    knowledge_url: str, knowledge_service: KnowledgeService, knowledge_store: KnowledgeStore
+) -> None:
+    # The batch runs on the pooled DBAPI connection itself: a backend killed while the
+    # connection sits in the pool (a server restart) fails the next batch with SQLAlchemy's
+    # error, and the connection is not given back: the batch after it gets a new one.
+    knowledge_service.create_entity("city", vehicle())
+    store = KnowledgeStore.from_url(knowledge_url, pool_size=1)
+    updates = PartialUpdates(store.engine, store.partitions)
+    try:
+        assert updates.apply([update(store, ENTITY, SPEED, {"value": 1.0})]) == [None]
+        with store.engine.connect() as connection:  # the pool's one connection
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            connection.commit()
+        terminate_backend(knowledge_url, pid)
+
+        (lost,) = updates.apply([update(store, ENTITY, SPEED, {"value": 2.0})])
+        assert isinstance(lost, DBAPIError) and lost.connection_invalidated
+        assert updates.apply([update(store, ENTITY, SPEED, {"value": 3.0})]) == [None]
+        assert isinstance(store.engine.pool, QueuePool) and store.engine.pool.checkedout() == 0
+        speed = knowledge_service.retrieve_entity("city", ENTITY)[SPEED][0]
+        assert speed["value"] == 3.0
+    finally:
+        updates.close()
+        store.close()

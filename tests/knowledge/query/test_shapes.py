@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from cityos_knowledge.query.shapes import (
 from cityos_knowledge.query.targets import Expander
 from cityos_knowledge.store.database import KnowledgeStore, bind_schema
 from cityos_knowledge.store.tables import entities
+from tests.fixtures.services import terminate_backend
 from tests.knowledge.query.city import (
     AIR_BARCELONA,
     AIR_ESPANA,
@@ -225,16 +225,7 @@ def test_pooled_queries_run_prepared_and_survive_a_lost_connection(city: City) -
 
         rows = run_pooled_query(engine, schema, cache, "in", in_ids, expand, expanding)
         assert [row[0] for row in rows] == [AIR_SOL, SPOT_SOL]
-        with city.engine.connect() as other:
-            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            alive = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
-            other.commit()
-            for _ in range(500):  # pg_stat_activity is read once per transaction
-                gone = not other.execute(alive, {"pid": pid}).scalar_one()
-                other.commit()
-                if gone:
-                    break
-                time.sleep(0.01)
+        terminate_backend(city.engine.url.render_as_string(hide_password=False), pid)
         with pytest.raises(DBAPIError) as raised:
             run_pooled_query(engine, schema, cache, "ids", sol, expand, _page)
         assert raised.value.connection_invalidated

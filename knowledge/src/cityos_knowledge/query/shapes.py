@@ -44,12 +44,12 @@ from typing import Any
 
 import psycopg2.extensions
 from sqlalchemy import Connection, Dialect, Engine, bindparam, literal
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
+from cityos_kernel.database import driver_errors_wrapped
 from cityos_knowledge.query.geo import GeoQuery, GeoRelation
 from cityos_knowledge.query.nodes import Boolean, Date, DateTime, Number, Pattern, Text, Time, Uri
 from cityos_knowledge.query.params import EntityQuery
@@ -575,27 +575,17 @@ def _fetch_all(
         # default isolation level (SQLAlchemy's isolation_level option would send two).
         dbapi_connection.autocommit = True
     try:
-        with dbapi_connection.cursor() as cursor:
+        # Callers handle sqlalchemy.exc.DataError…; a lost connection is not given back.
+        with (
+            driver_errors_wrapped(dialect, dbapi_connection, sql, parameters, invalidate),
+            dbapi_connection.cursor() as cursor,
+        ):
             if prepare and alone and sql not in _UNPREPARABLE:
                 # Only in autocommit: a refused PREPARE must not abort a transaction.
                 _execute_prepared(pooled, errors, cursor, compiled, parameters)
             else:
                 cursor.execute(sql, parameters)
             return list(cursor.fetchall())
-    except errors as error:
-        # Wrapped as SQLAlchemy would (callers handle sqlalchemy.exc.DataError…), and a
-        # lost connection is not given back to the pool.
-        disconnected = dialect.is_disconnect(error, dbapi_connection, None)
-        if disconnected:
-            invalidate(error)
-        raise DBAPIError.instance(
-            sql,
-            parameters,
-            error,
-            errors,
-            connection_invalidated=disconnected,
-            dialect=dialect,
-        ) from error
     finally:
         if alone and pooled.is_valid:
             dbapi_connection.autocommit = False

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy import Dialect, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 #: The driver the platform uses (psycopg2; SQLAlchemy 2.1 would otherwise pick psycopg 3).
@@ -108,3 +110,33 @@ def ping_idle_connections(engine: Engine, idle_ping_after: float = IDLE_PING_AFT
 
     event.listen(engine, "checkin", checked_in)
     event.listen(engine, "checkout", checked_out)
+
+
+@contextmanager
+def driver_errors_wrapped(
+    dialect: Dialect,
+    dbapi_connection: Any,
+    statement: str,
+    parameters: Any,
+    invalidate: Callable[[BaseException], None],
+) -> Iterator[None]:
+    """Driver errors raised inside, wrapped as SQLAlchemy wraps them, for code that runs
+    statements on a pooled DBAPI connection itself (the hot paths that skip a SQLAlchemy
+    ``Connection``): callers keep handling ``sqlalchemy.exc.DBAPIError`` and its subclasses,
+    and a connection the error shows lost is dropped through ``invalidate`` (the pooled
+    connection's own) rather than given back to the pool."""
+    errors = dialect.loaded_dbapi.Error
+    try:
+        yield
+    except errors as error:
+        disconnected = dialect.is_disconnect(error, dbapi_connection, None)
+        if disconnected:
+            invalidate(error)
+        raise DBAPIError.instance(
+            statement,
+            parameters,
+            error,
+            errors,
+            connection_invalidated=disconnected,
+            dialect=dialect,
+        ) from error
