@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -17,7 +18,7 @@ from sqlalchemy import select, text
 from cityos_kernel.bus import Delivery, MemoryBus, Record
 from cityos_kernel.events.payloads import EntityChangedV1
 from cityos_kernel.events.topics import ENTITIES_CHANGED
-from cityos_knowledge.outbox.relay import OutboxRelay
+from cityos_knowledge.outbox.relay import _TAKE_NAME, OutboxRelay
 from cityos_knowledge.outbox.writer import EntityChange, append_changes
 from cityos_knowledge.store.database import KnowledgeStore
 from cityos_knowledge.store.tables import outbox
@@ -88,6 +89,52 @@ def test_published_rows_leave_the_outbox_and_refused_ones_stay_for_the_next_look
     ]
     assert all(event.tenant == "tenant-a" for event in events)
     assert relay.relay_once() == 0
+
+
+def rows_read(plan: dict[str, Any]) -> int:
+    """The rows every scan of an EXPLAIN ANALYZE plan (JSON) produced, summed."""
+    own = (
+        plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1)
+        if "Scan" in plan["Node Type"]
+        else 0
+    )
+    return own + sum(rows_read(child) for child in plan.get("Plans", []))
+
+
+def test_a_look_reads_one_batch_of_rows_whatever_the_backlog(
+    bus: RecordingBus, knowledge_store: KnowledgeStore
+) -> None:
+    # A backlog (a bulk load's events, a bus outage) must not slow each look down: the
+    # relay's statement, prepared while the outbox was empty as in a running relay, reads
+    # about one batch of rows with 5,000 pending. (Joined as ``id IN (SELECT …)`` it read
+    # every pending row per look, or rescanned the batch per pending row.)
+    relay = OutboxRelay(knowledge_store, bus, batch=100)
+    pooled = knowledge_store.engine.raw_connection()
+    try:
+        connection: Any = pooled.dbapi_connection
+        assert relay._relay(connection) == 0  # prepares the statement on this connection
+        write_change(knowledge_store, "urn:ngsi-ld:T:template")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO cityos_knowledge.outbox (tenant, topic, key, envelope) "
+                "SELECT tenant, topic, key, envelope FROM cityos_knowledge.outbox, "
+                "generate_series(1, 4999)"
+            )
+            connection.commit()
+            cursor.execute("ANALYZE cityos_knowledge.outbox")
+            cursor.execute("SET LOCAL statement_timeout = '20s'")
+            cursor.execute(
+                "SET LOCAL plan_cache_mode = force_generic_plan; "
+                "SET LOCAL enable_seqscan = off; "
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {_TAKE_NAME} (100)"
+            )
+            (plan,) = cursor.fetchone()[0]
+        connection.rollback()  # EXPLAIN ANALYZE deleted a batch
+    finally:
+        pooled.close()
+    assert 100 <= rows_read(plan["Plan"]) <= 300
+    assert relay.relay_once() == 5000  # 50 looks
+    assert pending_ids(knowledge_store) == []
 
 
 def start_leading(relay: OutboxRelay) -> None:
