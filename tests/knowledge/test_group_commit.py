@@ -221,6 +221,100 @@ class ThreadRecorder(Recorder):
         return super().__call__(items)
 
 
+class Gate:
+    """An ``apply`` whose batches each wait until released, counting those applied at once."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.started = threading.Semaphore(0)
+        self.releases: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.running = 0
+        self.most_running = 0
+
+    def __call__(self, items: Sequence[str]) -> list[BaseException | None]:
+        release = threading.Event()
+        with self._lock:
+            self.batches.append(list(items))
+            self.releases[items[0]] = release
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        self.started.release()
+        assert release.wait(30)
+        with self._lock:
+            self.running -= 1
+        return [None] * len(items)
+
+
+def test_with_two_in_flight_a_batch_starts_while_the_one_before_it_is_applied() -> None:
+    gate = Gate()
+    group: GroupCommit[str] = GroupCommit(gate, in_flight=2)
+    errors: dict[str, BaseException] = {}
+    threads = submit_in_threads(group, ["first"], errors)
+    assert gate.started.acquire(timeout=30)
+    threads += submit_in_threads(group, ["second"], errors)
+    # "first" is still being applied: "second" is a batch of its own, led at once.
+    assert gate.started.acquire(timeout=30)
+    assert gate.running == 2
+    # Both leaders busy, two in flight: what comes now waits, together, for one to end.
+    threads += submit_in_threads(group, ["a", "b"], errors)
+    wait_for(functools.partial(queued_up, group, 2))
+    assert not gate.started.acquire(timeout=0.2)
+    gate.releases["second"].set()
+    assert gate.started.acquire(timeout=30)
+    assert sorted(gate.batches[2]) == ["a", "b"]
+    gate.releases["first"].set()
+    gate.releases[gate.batches[2][0]].set()
+    for thread in threads:
+        thread.join(30)
+    assert errors == {}
+    assert gate.batches[:2] == [["first"], ["second"]]
+    assert gate.most_running == 2
+
+
+def test_with_two_in_flight_many_callers_are_each_applied_once_two_batches_at_most() -> None:
+    applied: list[str] = []
+    running = [0, 0]  # now, most
+    lock = threading.Lock()
+
+    def apply(items: Sequence[str]) -> list[BaseException | None]:
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        time.sleep(0.002)  # a database round trip, during which others queue
+        with lock:
+            running[0] -= 1
+            applied.extend(items)
+        return [None] * len(items)
+
+    group: GroupCommit[str] = GroupCommit(apply, in_flight=2)
+    loop = asyncio.new_event_loop()
+
+    async def coroutines(prefix: str) -> None:
+        for number in range(50):
+            await group.submit_async(f"{prefix}{number}")
+
+    def blocking(prefix: str) -> None:
+        for number in range(50):
+            group.submit(f"{prefix}{number}")
+
+    async def scenario() -> None:
+        workers = [threading.Thread(target=blocking, args=(f"t{n}-",)) for n in range(3)]
+        for worker in workers:
+            worker.start()
+        await asyncio.gather(*(coroutines(f"c{n}-") for n in range(5)))
+        for worker in workers:
+            await asyncio.to_thread(worker.join, 30)
+
+    run_on_loop(loop, scenario())
+    group.close()
+    expected = [f"{kind}{n}-{number}" for kind, count in (("t", 3), ("c", 5))
+                for n in range(count) for number in range(50)]  # fmt: skip
+    assert sorted(applied) == sorted(expected)
+    assert running[1] == 2  # two batches did run at once, never more
+    assert group.waiting == 0
+
+
 def test_coroutines_are_applied_together_off_their_loop_and_answered_after_the_batch() -> None:
     recorder = ThreadRecorder(lambda item: ValueError(item) if item == "bad" else None)
     group: GroupCommit[str] = GroupCommit(recorder)

@@ -187,14 +187,10 @@ def holding_the_entity(store: KnowledgeStore, entity_id: str) -> Connection:
     return connection
 
 
-def test_updates_queued_behind_a_batch_commit_together_and_answer_each_caller(
-    knowledge_service: KnowledgeService, knowledge_store: KnowledgeStore
-) -> None:
-    knowledge_service.create_entity("city", another(OTHER))
-    knowledge_service.create_entity("city", another(THIRD))
-    updates = PartialUpdates(knowledge_store.engine, knowledge_store.partitions)
-    start = len(events(knowledge_store))
-    outcomes: dict[str, BaseException | None] = {}
+def submitter(
+    updates: PartialUpdates, outcomes: dict[str, BaseException | None]
+) -> Callable[[str, PartialUpdate], threading.Thread]:
+    """Submit an update from a new thread, recording its caller's outcome under a label."""
 
     def submit(label: str, item: PartialUpdate) -> threading.Thread:
         def run() -> None:
@@ -208,6 +204,19 @@ def test_updates_queued_behind_a_batch_commit_together_and_answer_each_caller(
         thread.start()
         return thread
 
+    return submit
+
+
+def test_updates_queued_behind_a_batch_commit_together_and_answer_each_caller(
+    knowledge_service: KnowledgeService, knowledge_store: KnowledgeStore
+) -> None:
+    knowledge_service.create_entity("city", another(OTHER))
+    knowledge_service.create_entity("city", another(THIRD))
+    # One batch in flight: everything queued behind it goes in the next (ADR 0052).
+    updates = PartialUpdates(knowledge_store.engine, knowledge_store.partitions, in_flight=1)
+    start = len(events(knowledge_store))
+    outcomes: dict[str, BaseException | None] = {}
+    submit = submitter(updates, outcomes)
     holder = holding_the_entity(knowledge_store, OTHER)
     try:
         # The first caller leads and waits for the entity's lock; the others queue up.
@@ -240,6 +249,34 @@ def test_updates_queued_behind_a_batch_commit_together_and_answer_each_caller(
     assert list(transactions.values()) == [[100.0], [101.0, 201.0, 102.0, 202.0]]
     assert default_history(knowledge_store, OTHER) == [0.0, 100.0, 101.0, 102.0]
     assert default_history(knowledge_store, THIRD) == [0.0, 201.0, 202.0]
+
+
+def test_a_second_batch_commits_while_the_first_waits_for_a_lock(
+    knowledge_service: KnowledgeService, knowledge_store: KnowledgeStore
+) -> None:
+    # Two batches in flight (ADR 0068): the one behind a batch stuck on a lock is not held
+    # up by it, and the stuck one still applies once the lock is released.
+    knowledge_service.create_entity("city", another(OTHER))
+    knowledge_service.create_entity("city", another(THIRD))
+    updates = PartialUpdates(knowledge_store.engine, knowledge_store.partitions, in_flight=2)
+    start = len(events(knowledge_store))
+    outcomes: dict[str, BaseException | None] = {}
+    submit = submitter(updates, outcomes)
+    holder = holding_the_entity(knowledge_store, OTHER)
+    try:
+        threads = [submit("stuck", update(knowledge_store, OTHER, SPEED, {"value": 100.0}))]
+        wait_until(lambda: waiting_for_a_lock(knowledge_store) == 1, "the first batch waits")
+        threads.append(submit("free", update(knowledge_store, THIRD, SPEED, {"value": 201.0})))
+        threads[1].join(60)
+        assert outcomes == {"free": None}  # committed while the first batch still waits
+    finally:
+        holder.rollback()
+        holder.close()
+    threads[0].join(60)
+    assert outcomes == {"free": None, "stuck": None}
+    values = [event.payload.entity[SPEED]["value"] for _, event in events(knowledge_store)[start:]]
+    assert values == [201.0, 100.0]
+    assert default_history(knowledge_store, OTHER) == [0.0, 100.0]
 
 
 def test_an_update_that_waited_for_the_lock_merges_onto_what_the_other_writer_committed(

@@ -1,23 +1,32 @@
 """Group commit: concurrent callers' writes applied together, one transaction for all.
 
-Callers each submit one item and are answered once it is applied. One batch at a time is
-applied by the *leader*: it takes what is queued (at most ``max_batch`` items, never waiting
-for more), applies the batch, answers every caller with its own outcome and hands the lead
-on. A lone item waits for nothing. Items that arrive while a batch runs queue up and go
-together in the next one: the busier the writers, the larger the batches, and the fewer
-transactions, commits and ``NOTIFY``\\ s per write.
+Callers each submit one item and are answered once it is applied. A batch is applied by a
+*leader*: it takes what is queued (at most ``max_batch`` items, never waiting for more),
+applies the batch, answers every caller with its own outcome and hands the lead on. A lone
+item waits for nothing. Items that arrive while batches run queue up and go together in the
+next one: the busier the writers, the larger the batches, and the fewer transactions,
+commits and ``NOTIFY``\\ s per write.
+
+At most ``in_flight`` batches are applied at once (ADR 0068). With one, each batch waits for
+the one before it. With two, a batch can start while the one before it waits for the
+database (its round trips, its commit), so that a process is not bound by one batch's
+latency; a second lead is given only while every leader is busy applying, so batches stay
+as large as the load makes them. Batches in flight at once are concurrent: their items were
+all submitted before any of them was answered, and the function that applies them must
+order its own conflicts (the partial updates lock their rows in one order).
 
 Two kinds of callers share one queue (ADR 0052, ADR 0055):
 
 - :meth:`GroupCommit.submit`, for a thread that may block: it waits for its outcome and, when
   the lead is handed to it (or nobody leads when it arrives), leads a batch itself;
 - :meth:`GroupCommit.submit_async`, for a coroutine on an event loop, which must not block:
-  its item is led by the group commit's own thread (started on first use), and the caller's
+  its item is led by one of the group commit's own threads (started on first use, one per
+  batch in flight at most), and the caller's
   future is resolved after the commit, with one ``call_soon_threadsafe`` per event loop per
   batch. The caller never leaves its loop: no thread-pool hop per write.
 
-The lead goes to the first item still queued: its thread if a blocking caller's, the group
-commit's thread otherwise. Either way a caller is answered only once the batch holding its
+The lead goes to the first item still queued: its thread if a blocking caller's, one of the
+group commit's threads otherwise. Either way a caller is answered only once the batch holding its
 item has been applied, i.e. committed. This module knows nothing of the database;
 :mod:`cityos_knowledge.context.partial_update` supplies the function that applies a batch.
 """
@@ -66,25 +75,37 @@ class _Ticket(Generic[Item]):
 
 
 class GroupCommit(Generic[Item]):
-    """Applies concurrently submitted items in batches, one batch at a time."""
+    """Applies concurrently submitted items in batches, ``in_flight`` batches at a time."""
 
     def __init__(
-        self, apply: Apply[Item], *, max_batch: int = 64, name: str = "group-commit"
+        self,
+        apply: Apply[Item],
+        *,
+        max_batch: int = 64,
+        in_flight: int = 1,
+        name: str = "group-commit",
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
         self._apply = apply
         self._max_batch = max_batch
+        self._in_flight = in_flight
         self._name = name
         self._lock = threading.Lock()
-        # Invariant: while the queue is not empty, some caller or the thread leads (or is
-        # being woken to).
+        # Invariant: while the queue is not empty, some leader is applying a batch or a lead
+        # is pending (given to a caller or to the threads, and not taken yet).
         self._queue: deque[_Ticket[Item]] = deque()
-        self._leading = False
-        #: The group commit's own thread is to lead next (it is woken through ``_turn``).
-        self._thread_leads = False
+        #: Leaders applying a batch.
+        self._applying = 0
+        #: A lead given and not taken yet (there is never more than one).
+        self._lead_pending = False
+        #: Leads given to the group commit's threads and not taken yet (0 or 1).
+        self._thread_leads = 0
         self._turn = threading.Condition(self._lock)
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._idle_threads = 0
         self._closed = False
 
     @property
@@ -100,8 +121,9 @@ class GroupCommit(Generic[Item]):
         try:
             with self._lock:
                 self._queue.append(ticket)
-                ticket.leads = not self._leading
-                self._leading = True
+                if self._may_lead():
+                    self._lead_pending = True
+                    ticket.leads = True
             if not ticket.leads:
                 ticket.wake.wait()
         except BaseException:  # interrupted (KeyboardInterrupt) before its batch was taken
@@ -114,7 +136,7 @@ class GroupCommit(Generic[Item]):
             raise ticket.error
 
     async def submit_async(self, item: Item) -> None:
-        """:meth:`submit` for a coroutine: the item is applied by the group commit's thread
+        """:meth:`submit` for a coroutine: the item is applied by the group commit's threads
         (or a blocking caller leading), and this returns once it is committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -123,28 +145,37 @@ class GroupCommit(Generic[Item]):
             if self._closed:
                 raise RuntimeError("the group commit is closed")
             self._queue.append(ticket)
-            if not self._leading:
-                self._leading = True
-                self._give_turn_to_thread()
+            if self._may_lead():
+                self._lead_pending = True
+                self._give_lead_to_thread()
         # A cancelled caller is not answered; its item is applied all the same (it may
         # already be in a batch), as a request whose client went away.
         await future
 
     def close(self) -> None:
-        """Stop the group commit's thread once it has applied what is queued."""
+        """Stop the group commit's threads once they have applied what is queued."""
         with self._lock:
             self._closed = True
-            self._turn.notify()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            self._turn.notify_all()
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join()
 
-    def _give_turn_to_thread(self) -> None:
-        """Make the group commit's thread lead next (with the lock held)."""
-        self._thread_leads = True
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run_thread, name=self._name, daemon=True)
-            self._thread.start()
+    def _may_lead(self) -> bool:
+        """Whether a new lead is due (with the lock held): no lead is pending, and every
+        leader is busy applying while fewer than ``in_flight`` batches run."""
+        return not self._lead_pending and self._applying < self._in_flight
+
+    def _give_lead_to_thread(self) -> None:
+        """Make one of the group commit's threads lead next (with the lock held)."""
+        self._thread_leads += 1
+        if self._idle_threads == 0 and len(self._threads) < self._in_flight:
+            number = len(self._threads) + 1
+            name = self._name if number == 1 else f"{self._name}-{number}"
+            thread = threading.Thread(target=self._run_thread, name=name, daemon=True)
+            self._threads.append(thread)
+            thread.start()
         else:
             self._turn.notify()
 
@@ -152,19 +183,25 @@ class GroupCommit(Generic[Item]):
         while True:
             with self._lock:
                 while not self._thread_leads:
-                    if self._closed:
-                        self._thread = None
+                    if self._closed and not self._queue:
+                        self._threads.remove(threading.current_thread())
                         return
+                    self._idle_threads += 1
                     self._turn.wait()
-                self._thread_leads = False
+                    self._idle_threads -= 1
+                self._thread_leads -= 1
             self._lead()
 
     def _lead(self) -> None:
         with self._lock:
             batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+            self._lead_pending = False
+            self._applying += 1
+            # Every leader busy and more queued than this batch takes: another may start.
+            self._pass_lead()
         outcomes: Sequence[BaseException | None] | None = None
         try:
-            outcomes = self._apply([ticket.item for ticket in batch])
+            outcomes = self._apply([ticket.item for ticket in batch]) if batch else []
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
         except Exception as exc:  # every caller of the batch gets it, the leader included
@@ -189,30 +226,32 @@ class GroupCommit(Generic[Item]):
             # A closed loop (RuntimeError) has nobody left to answer.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_answer, loop_answers)
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Pass the lead to the first item still queued, or note that nobody leads."""
         with self._lock:
-            successor = self._queue[0] if self._queue else None
-            self._leading = successor is not None
-            if successor is None:
-                return
-            if successor.wake is None:  # a coroutine's item: the thread leads
-                self._give_turn_to_thread()
-                return
-            successor.leads = True
+            self._applying -= 1
+            self._pass_lead()
+
+    def _pass_lead(self) -> None:
+        """Give the lead to the first item still queued if a new lead is due (with the lock
+        held): to its caller if it blocks, else to the threads."""
+        if not self._queue or not self._may_lead():
+            return
+        self._lead_pending = True
+        successor = self._queue[0]
+        if successor.wake is None:  # a coroutine's item: a thread leads
+            self._give_lead_to_thread()
+            return
+        successor.leads = True
         successor.wake.set()
 
     def _withdraw(self, ticket: _Ticket[Item]) -> None:
         """A caller interrupted while waiting (KeyboardInterrupt): its item leaves the queue
-        unless already taken into a batch, and a lead handed to it is passed on."""
+        unless already taken into a batch, and a lead given to it is passed on."""
         with self._lock:
             if ticket in self._queue:
                 self._queue.remove(ticket)
-            passed_on = ticket.leads and not ticket.finished
-        if passed_on:
-            self._hand_over()
+            if ticket.leads and not ticket.finished:
+                self._lead_pending = False
+                self._pass_lead()
 
 
 def _answer(answers: _Answers) -> None:

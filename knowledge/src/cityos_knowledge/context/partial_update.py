@@ -72,6 +72,9 @@ from cityos_knowledge.store.tables import DEFAULT_DATASET
 
 #: Updates applied in one transaction at most (more wait for the next batch).
 MAX_BATCH = 64
+#: Batches applied at once by one process, on as many pooled connections (ADR 0068): the
+#: next batch's lock and read overlap the write and commit of the one before it.
+IN_FLIGHT = 2
 
 # Only locks: the rows it reads are those of the statement's snapshot, taken before any wait
 # for a lock, so the attribute instances are read by the next statement.
@@ -341,11 +344,18 @@ class PartialUpdates:
     """Applies partial updates, concurrent ones together (group commit, ADR 0052)."""
 
     def __init__(
-        self, engine: Engine, partitions: Partitions, *, max_batch: int = MAX_BATCH
+        self,
+        engine: Engine,
+        partitions: Partitions,
+        *,
+        max_batch: int = MAX_BATCH,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
         self._engine = engine
         self._partitions = partitions
-        self._group = GroupCommit(self.apply, max_batch=max_batch, name="partial-updates")
+        self._group = GroupCommit(
+            self.apply, max_batch=max_batch, in_flight=in_flight, name="partial-updates"
+        )
 
     @property
     def waiting(self) -> int:
