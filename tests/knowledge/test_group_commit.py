@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cityos_knowledge.context import group_commit
 from cityos_knowledge.context.group_commit import GroupCommit
 
 
@@ -313,6 +314,48 @@ def test_with_two_in_flight_many_callers_are_each_applied_once_two_batches_at_mo
     assert sorted(applied) == sorted(expected)
     assert running[1] == 2  # two batches did run at once, never more
     assert group.waiting == 0
+
+
+def test_a_busy_group_commit_lingers_for_more_and_a_quiet_one_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The linger is a sleep of the leader: here the sleep records itself and, the first
+    # time, lets two more callers queue up meanwhile (as they would arrive during it).
+    batches: list[list[str]] = []
+    group: GroupCommit[str] = GroupCommit(
+        lambda items: batches.append(list(items)) or [None] * len(items), linger=0.0005
+    )
+    slept: list[float] = []
+    errors: dict[str, BaseException] = {}
+    late: list[threading.Thread] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 1:
+            late.extend(submit_in_threads(group, ["late-1", "late-2"], errors))
+            wait_for(functools.partial(queued_up, group, 3))
+
+    monkeypatch.setattr(group_commit.time, "sleep", sleep)
+    group.submit("quiet")  # nothing ran before: led at once, no linger
+    assert slept == [] and batches == [["quiet"]]
+    group.submit("busy")  # a batch ended just now: lingers, and the late ones join it
+    for thread in late:
+        thread.join(30)
+    assert slept == [0.0005]
+    assert batches[1][0] == "busy" and sorted(batches[1][1:]) == ["late-1", "late-2"]
+    monkeypatch.setattr(group_commit, "BUSY_WINDOW", 0.0)
+    group.submit("after a quiet spell")
+    assert slept == [0.0005] and batches[-1] == ["after a quiet spell"]
+    assert errors == {}
+
+
+def test_without_linger_a_leader_never_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(group_commit.time, "sleep", slept.append)
+    group: GroupCommit[str] = GroupCommit(lambda items: [None] * len(items))
+    for item in "abc":
+        group.submit(item)
+    assert slept == []
 
 
 def test_coroutines_are_applied_together_off_their_loop_and_answered_after_the_batch() -> None:

@@ -149,7 +149,9 @@ class KnowledgeService:
         #: Compiled context queries per query shape (shared by scoped views).
         self._statements = StatementCache(store.engine.dialect)
         #: The partial updates' group commit (shared by scoped views, ADR 0052).
-        self._partial_updates = partial_update.PartialUpdates(store.engine, store.partitions)
+        self._partial_updates = partial_update.PartialUpdates(
+            store.engine, store.partitions, linger=store.settings.knowledge_patch_linger_seconds
+        )
 
     @classmethod
     def from_url(

@@ -350,11 +350,16 @@ class PartialUpdates:
         *,
         max_batch: int = MAX_BATCH,
         in_flight: int = IN_FLIGHT,
+        linger: float = 0.0,
     ) -> None:
         self._engine = engine
         self._partitions = partitions
         self._group = GroupCommit(
-            self.apply, max_batch=max_batch, in_flight=in_flight, name="partial-updates"
+            self.apply,
+            max_batch=max_batch,
+            in_flight=in_flight,
+            linger=linger,
+            name="partial-updates",
         )
 
     @property
