@@ -1,11 +1,11 @@
 """Group commit: concurrent callers' writes applied together, one transaction for all.
 
 Callers each submit one item and are answered once it is applied. A batch is applied by a
-*leader*: it takes what is queued (at most ``max_batch`` items, never waiting for more),
-applies the batch, answers every caller with its own outcome and hands the lead on. A lone
-item waits for nothing. Items that arrive while batches run queue up and go together in the
-next one: the busier the writers, the larger the batches, and the fewer transactions,
-commits and ``NOTIFY``\\ s per write.
+*leader*: it takes what is queued (at most ``max_batch`` items; it waits for more only when
+it lingers, below), applies the batch, answers every caller with its own outcome and hands
+the lead on. A lone item after a quiet spell waits for nothing. Items that arrive while
+batches run queue up and go together in the next one: the busier the writers, the larger
+the batches, and the fewer transactions, commits and ``NOTIFY``\\ s per write.
 
 At most ``in_flight`` batches are applied at once (ADR 0068). With one, each batch waits for
 the one before it. With two, a batch can start while the one before it waits for the
@@ -26,13 +26,13 @@ Two kinds of callers share one queue (ADR 0052, ADR 0055):
   the lead is handed to it (or nobody leads when it arrives), leads a batch itself;
 - :meth:`GroupCommit.submit_async`, for a coroutine on an event loop, which must not block:
   its item is led by one of the group commit's own threads (started on first use, one per
-  batch in flight at most), and the caller's
-  future is resolved after the commit, with one ``call_soon_threadsafe`` per event loop per
-  batch. The caller never leaves its loop: no thread-pool hop per write.
+  batch in flight at most), and the caller's future is resolved after the commit, with one
+  ``call_soon_threadsafe`` per event loop per batch. The caller never leaves its loop: no
+  thread-pool hop per write.
 
 The lead goes to the first item still queued: its thread if a blocking caller's, one of the
-group commit's threads otherwise. Either way a caller is answered only once the batch holding its
-item has been applied, i.e. committed. This module knows nothing of the database;
+group commit's threads otherwise. Either way a caller is answered only once the batch
+holding its item has been applied, i.e. committed. This module knows nothing of the database;
 :mod:`cityos_knowledge.context.partial_update` supplies the function that applies a batch.
 """
 
