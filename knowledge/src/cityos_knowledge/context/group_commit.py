@@ -114,8 +114,8 @@ class GroupCommit(Generic[Item]):
         self._applying = 0
         #: A lead given and not taken yet (there is never more than one).
         self._lead_pending = False
-        #: Leads given to the group commit's threads and not taken yet (0 or 1).
-        self._thread_leads = 0
+        #: The pending lead is the group commit's threads' to take.
+        self._thread_leads = False
         self._turn = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
         self._idle_threads = 0
@@ -182,7 +182,7 @@ class GroupCommit(Generic[Item]):
 
     def _give_lead_to_thread(self) -> None:
         """Make one of the group commit's threads lead next (with the lock held)."""
-        self._thread_leads += 1
+        self._thread_leads = True
         if self._idle_threads == 0 and len(self._threads) < self._in_flight:
             number = len(self._threads) + 1
             name = self._name if number == 1 else f"{self._name}-{number}"
@@ -202,7 +202,7 @@ class GroupCommit(Generic[Item]):
                     self._idle_threads += 1
                     self._turn.wait()
                     self._idle_threads -= 1
-                self._thread_leads -= 1
+                self._thread_leads = False
             self._lead()
 
     def _lead(self) -> None:

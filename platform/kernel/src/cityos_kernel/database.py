@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -112,29 +112,52 @@ def ping_idle_connections(engine: Engine, idle_ping_after: float = IDLE_PING_AFT
     event.listen(engine, "checkout", checked_out)
 
 
-@contextmanager
-def driver_errors_wrapped(
-    dialect: Dialect,
-    dbapi_connection: Any,
-    statement: str,
-    parameters: Any,
-    invalidate: Callable[[BaseException], None],
-) -> Iterator[None]:
+class driver_errors_wrapped:  # noqa: N801 - used as a function: ``with driver_errors_wrapped(…)``
     """Driver errors raised inside, wrapped as SQLAlchemy wraps them, for code that runs
     statements on a pooled DBAPI connection itself (the hot paths that skip a SQLAlchemy
     ``Connection``): callers keep handling ``sqlalchemy.exc.DBAPIError`` and its subclasses,
     and a connection the error shows lost is dropped through ``invalidate`` (the pooled
-    connection's own) rather than given back to the pool."""
-    errors = dialect.loaded_dbapi.Error
-    try:
-        yield
-    except errors as error:
-        disconnected = dialect.is_disconnect(error, dbapi_connection, None)
+    connection's own) rather than given back to the pool.
+
+    A class rather than a ``@contextmanager`` generator: it is entered for every statement
+    of those paths, and a generator's enter and exit cost several times more.
+    """
+
+    __slots__ = ("_dbapi_connection", "_dialect", "_invalidate", "_parameters", "_statement")
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        dbapi_connection: Any,
+        statement: str,
+        parameters: Any,
+        invalidate: Callable[[BaseException], None],
+    ) -> None:
+        self._dialect = dialect
+        self._dbapi_connection = dbapi_connection
+        self._statement = statement
+        self._parameters = parameters
+        self._invalidate = invalidate
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        dialect = self._dialect
+        errors = dialect.loaded_dbapi.Error
+        if error is None or not isinstance(error, errors):
+            return  # nothing raised, or not the driver's: it goes on as it is
+        disconnected = dialect.is_disconnect(error, self._dbapi_connection, None)
         if disconnected:
-            invalidate(error)
+            self._invalidate(error)
         raise DBAPIError.instance(
-            statement,
-            parameters,
+            self._statement,
+            self._parameters,
             error,
             errors,
             connection_invalidated=disconnected,
