@@ -78,6 +78,10 @@ def test_start_moves_to_a_free_port_when_the_stored_one_is_taken(service_dir: Pa
         stored_port = server.port
         server.create_database("kept")
     with socket.socket() as squatter:
+        # The stopped server's closed connections may leave the port in TIME_WAIT, which a
+        # plain bind refuses; SO_REUSEADDR binds through it, and once this socket listens,
+        # no other bind to the port succeeds (PostgreSQL's included).
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", stored_port))
         squatter.listen()
         with server:
